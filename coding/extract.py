@@ -1,0 +1,185 @@
+"""Schema-constrained extraction for one chunk, and turning drafts into grounded codes.
+
+A chunk is shown to the model as an *excerpt*: every turn that overlaps the
+chunk, labelled with its speaker and role, and every interviewee sentence
+that starts inside the chunk numbered ``[1]``, ``[2]`` ... The model answers
+with those numbers (strategy ``sentences``) or with copied words (strategy
+``quotes``, aligned by `ground_quote`). Either way a code's quote is the
+transcript's own text at exact offsets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+
+from jtbd.coding.chunk import Chunk
+from jtbd.coding.ground import Span, ground_quote
+from jtbd.coding.sentences import Sentence, split_sentences
+from jtbd.prompts import PromptPass, Strategy
+from jtbd.schemas.codebook import (
+    DRAFT_MODELS, Alignment, Force, ForceType, Grounding, JobsAndQuotes, JobStory,
+    Provenance, Quote, QuotedCodes, SentenceCodes, Trigger, sentence_codes_for,
+)
+from jtbd.schemas.transcript import Transcript, Turn
+
+CONTEXT_CHARS = 160
+
+
+@dataclass(frozen=True)
+class Excerpt:
+    text: str
+    numbered: dict[int, Sentence]  # local number -> sentence
+    turns: tuple[Turn, ...]
+
+
+@dataclass
+class ChunkResult:
+    chunk_key: str
+    codes: list[Any] = field(default_factory=list)
+    rejected: list[dict] = field(default_factory=list)
+
+
+def build_excerpt(transcript: Transcript, chunk: Chunk, numbered: bool = True) -> Excerpt:
+    by_turn: dict[int, list[Sentence]] = {}
+    for s in split_sentences(transcript):
+        by_turn.setdefault(s.turn_index, []).append(s)
+    lines, numbers, turns = [], {}, []
+    for turn in transcript.turns:
+        if turn.char_end <= chunk.char_start or turn.char_start >= chunk.char_end:
+            continue
+        turns.append(turn)
+        if turn.is_coded:
+            mine = [s for s in by_turn.get(turn.index, []) if chunk.char_start <= s.char_start < chunk.char_end]
+            if not mine:
+                continue
+            parts = []
+            for s in mine:
+                numbers[len(numbers) + 1] = s
+                parts.append(f"[{len(numbers)}] {s.text}" if numbered else s.text)
+            lines.append(f"{turn.speaker} (customer): {' '.join(parts)}")
+        else:
+            a, b = max(turn.char_start, chunk.char_start), min(turn.char_end, chunk.char_end)
+            role = "interviewer" if turn.role.value == "interviewer" else "other"
+            lines.append(f"{turn.speaker} ({role}): {transcript.text[a:b].strip()}")
+    return Excerpt("\n".join(lines), numbers, tuple(turns))
+
+
+TOKENS_PER_SENTENCE_CODE = 16  # {"n": 12, "code": "anxiety"}, with room to spare
+
+
+def response_model_for(prompt: PromptPass, excerpt: Excerpt) -> tuple[type[BaseModel], int]:
+    """The response model and max_tokens for one pass over one excerpt."""
+    if prompt.response_model == "SentenceCodes":
+        count = len(excerpt.numbered)
+        return sentence_codes_for(count), min(prompt.max_tokens, TOKENS_PER_SENTENCE_CODE * count + 32)
+    return DRAFT_MODELS[prompt.response_model], prompt.max_tokens
+
+
+def run_pass(llm: Any, prompt: PromptPass, excerpt: Excerpt, max_retries: int) -> BaseModel:
+    model, max_tokens = response_model_for(prompt, excerpt)
+    return llm.create(
+        response_model=model,
+        messages=prompt.render(excerpt.text),
+        context={"sentence_ids": set(excerpt.numbered)},
+        max_retries=max_retries,
+        max_tokens=max_tokens,  # small models loop: always cap
+        temperature=0.0,
+    )
+
+
+def code_chunk(llm: Any, transcript: Transcript, chunk: Chunk, strategy: Strategy,
+               provenance: Provenance, max_retries: int = 2) -> ChunkResult:
+    result = ChunkResult(chunk.key)
+    for prompt in strategy.passes:
+        excerpt = build_excerpt(transcript, chunk, numbered=prompt.response_model != "QuotedCodes")
+        if not excerpt.numbered:
+            continue  # only interviewer speech here: nothing to code
+        draft = run_pass(llm, prompt, excerpt, max_retries)
+        codes, rejected = drafts_to_codes(draft, transcript, excerpt, provenance)
+        result.codes.extend(codes)
+        result.rejected.extend(rejected)
+    return result
+
+
+def drafts_to_codes(draft: BaseModel, transcript: Transcript, excerpt: Excerpt,
+                    provenance: Provenance) -> tuple[list[Any], list[dict]]:
+    if isinstance(draft, SentenceCodes):
+        return [_labelled(item.code, _sentence_span(s), transcript, provenance)
+                for item in draft.items if item.code != "none" and (s := excerpt.numbered.get(item.n))], []
+    if isinstance(draft, JobsAndQuotes):
+        return _jobs_and_quotes(draft, transcript, excerpt, provenance), []
+    if isinstance(draft, QuotedCodes):
+        return _quoted(draft, transcript, excerpt, provenance)
+    raise TypeError(f"no converter for {type(draft).__name__}")
+
+
+def _sentence_span(s: Sentence) -> Span:
+    return Span(s.turn_index, s.char_start, s.char_end, Alignment.exact, 100.0)
+
+
+def _quoted(draft: QuotedCodes, transcript: Transcript, excerpt: Excerpt,
+            provenance: Provenance) -> tuple[list[Any], list[dict]]:
+    codes, rejected = [], []
+    for item in draft.items:
+        span = ground_quote(item.quote, transcript, turns=excerpt.turns)
+        if span is None:
+            rejected.append({"transcript": transcript.id, "code": item.code, "quote": item.quote,
+                             "reason": "not found in an interviewee turn of this chunk"})
+            continue
+        codes.append(_labelled(item.code, span, transcript, provenance, model_quote=item.quote))
+    return codes, rejected
+
+
+def _jobs_and_quotes(draft: JobsAndQuotes, transcript: Transcript, excerpt: Excerpt,
+                     provenance: Provenance) -> list[Any]:
+    codes: list[Any] = []
+    for job in draft.jobs:
+        s = excerpt.numbered[job.sentence]
+        codes.append(JobStory(
+            quote=s.text, grounding=grounding_for(_sentence_span(s), transcript), provenance=provenance,
+            situation=_strip_lead(job.when, "when"), motivation=_strip_lead(job.i_want_to, "i want to"),
+            outcome=_strip_lead(job.so_i_can, "so i can"), dimension=job.dimension,
+        ))
+    for number in dict.fromkeys(draft.quotable):
+        s = excerpt.numbered[number]
+        codes.append(Quote(quote=s.text, grounding=grounding_for(_sentence_span(s), transcript),
+                           provenance=provenance))
+    return codes
+
+
+def _strip_lead(text: str, lead: str) -> str:
+    text = text.strip().rstrip(".,")
+    return text[len(lead):].strip() if text.lower().startswith(lead) else text
+
+
+def _labelled(label: str, span: Span, transcript: Transcript, provenance: Provenance,
+              model_quote: str | None = None) -> Any:
+    grounding = grounding_for(span, transcript, model_quote)
+    quote = transcript.text[span.char_start:span.char_end]
+    if label == "trigger":
+        return Trigger(quote=quote, grounding=grounding, provenance=provenance)
+    return Force(quote=quote, grounding=grounding, provenance=provenance, force=ForceType(label))
+
+
+def grounding_for(span: Span, transcript: Transcript, model_quote: str | None = None) -> Grounding:
+    turn = transcript.turns[span.turn_index]
+    quote = transcript.text[span.char_start:span.char_end]
+    return Grounding(
+        transcript=transcript.id, source=transcript.source, speaker=turn.speaker,
+        turn_index=turn.index, char_start=span.char_start, char_end=span.char_end,
+        start_seconds=turn.time_at(span.char_start), end_seconds=turn.end,
+        alignment=span.alignment, alignment_score=span.score,
+        model_quote=model_quote if model_quote and model_quote != quote else None,
+    )
+
+
+def context_of(code: Any, transcript: Transcript, width: int = CONTEXT_CHARS) -> tuple[str, str]:
+    """The words just before and after a code's quote, within its turn, for quote cards."""
+    g = code.grounding
+    turn = transcript.turns[g.turn_index]
+    before = transcript.text[max(turn.char_start, g.char_start - width):g.char_start]
+    after = transcript.text[g.char_end:min(turn.char_end, g.char_end + width)]
+    return before.lstrip(), after.rstrip()

@@ -1,0 +1,66 @@
+"""Write a run folder: codes.jsonl, codes.csv, one JSON and one Markdown report per transcript."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any, Iterable
+
+from jtbd.schemas.codebook import KINDS, CodedTranscript
+from jtbd.schemas.transcript import format_timestamp
+
+CSV_FIELDS = ["id", "transcript", "source", "kind", "label", "force", "dimension", "statement", "quote",
+              "speaker", "timestamp", "char_start", "char_end", "alignment", "prompt_version", "model"]
+
+
+def code_row(code: Any) -> dict[str, Any]:
+    g = code.grounding
+    return {
+        "id": code.id, "transcript": g.transcript, "source": g.source, "kind": code.kind,
+        "label": code.label, "force": getattr(getattr(code, "force", None), "value", ""),
+        "dimension": getattr(getattr(code, "dimension", None), "value", ""),
+        "statement": getattr(code, "statement", ""), "quote": code.quote, "speaker": g.speaker,
+        "timestamp": format_timestamp(g.start_seconds), "char_start": g.char_start,
+        "char_end": g.char_end, "alignment": g.alignment.value,
+        "prompt_version": code.provenance.prompt_version, "model": code.provenance.model,
+    }
+
+
+def write_run(out: Path, coded: Iterable[CodedTranscript], summary: dict[str, Any]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    coded = list(coded)
+    codes = [c for ct in coded for c in ct.codes]
+    with open(out / "codes.jsonl", "w", encoding="utf-8") as f:
+        for code in codes:
+            f.write(code.model_dump_json() + "\n")
+    with open(out / "codes.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+        writer.writeheader()
+        writer.writerows(code_row(c) for c in codes)
+    for ct in coded:
+        (out / f"{ct.transcript}.json").write_text(ct.model_dump_json(indent=2), encoding="utf-8")
+        (out / f"{ct.transcript}.md").write_text(markdown_report(ct), encoding="utf-8")
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
+
+
+_HEADINGS = {"job": "Jobs", "trigger": "Triggers", "force": "Forces of progress", "quote": "Quotable lines"}
+
+
+def markdown_report(ct: CodedTranscript) -> str:
+    lines = [f"# {ct.source}", "", f"{len(ct.codes)} codes, {len(ct.rejected)} rejected quotes.", ""]
+    for kind in KINDS:
+        mine = [c for c in ct.codes if c.kind == kind]
+        lines += [f"## {_HEADINGS[kind]} ({len(mine)})", ""]
+        for code in sorted(mine, key=lambda c: (c.label, c.grounding.char_start)):
+            lines.append(_markdown_item(code))
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _markdown_item(code: Any) -> str:
+    g = code.grounding
+    when = f" [{format_timestamp(g.start_seconds)}]" if g.start_seconds is not None else ""
+    head = {"force": f"**{code.label.split('.')[-1]}**", "job": f"**{code.label.split('.')[-1]}** {getattr(code, 'statement', '')}"}
+    prefix = head.get(code.kind, "")
+    return f"- {prefix}{' ' if prefix else ''}> \"{code.quote}\" - {g.speaker}{when}"

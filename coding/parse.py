@@ -1,0 +1,455 @@
+"""Read an interview transcript file into a `Transcript`.
+
+Every format (plain text, Markdown, WebVTT, SubRip, JSON segments) is first
+read into cues -- one source line, subtitle cue or JSON segment each, with an
+optional speaker and times -- and then normalised the same way: a cue without
+a speaker continues the previous speaker, consecutive cues of one speaker
+merge into one `Turn`, and every cue keeps its exact offsets as a `Segment`.
+Only `load_transcript` touches the disk; everything else is pure.
+"""
+
+from __future__ import annotations
+
+import codecs
+import html
+import itertools
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass, replace
+from pathlib import Path, PurePath
+
+from jtbd.schemas.transcript import Role, Segment, Transcript, Turn
+
+SUPPORTED_SUFFIXES = (".txt", ".md", ".vtt", ".srt", ".json")
+_SUPPORTED = ", ".join(SUPPORTED_SUFFIXES)
+QUESTION_SHARE = 0.3  # share of turns with a '?' that marks an unlabelled speaker as interviewer
+
+
+class TranscriptError(ValueError):
+    """A transcript that cannot be read; str() is one line naming the file and the problem."""
+
+    def __init__(self, path: str | Path, problem: str):
+        self.path = str(path)
+        self.problem = problem.replace("\n", " ")
+        super().__init__(f"{self.path}: {self.problem}")
+
+
+class _Problem(ValueError):
+    """A problem found by a pure parser, before it knows which file it is in."""
+
+
+@dataclass(frozen=True)
+class _Cue:
+    text: str
+    speaker: str | None = None
+    start: float | None = None
+    end: float | None = None
+
+
+# --- plain text and Markdown --------------------------------------------------
+
+_TS = r"\d{1,2}:\d{2}(?::\d{2})?(?:[.,]\d{1,3})?"
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+# "[00:01:12] ", "(00:01:12) ", "[01:12] " or a bare "00:01:12 " before the label.
+_STAMP_PREFIX = re.compile(rf"(?P<open>[\[(])?(?P<ts>{_TS})(?(open)[\])]|(?=\s))\s*")
+_MD_LABEL = re.compile(r"\*\*(?P<label>[^*:]+?)\s*(?::\s*\*\*|\*\*\s*:)\s*(?P<text>.*)")
+_LABEL_STAMP = rf"\s*[\[(]{_TS}[\])]"  # "Speaker 1 (00:03):" as Rev exports
+# The colon must be followed by a space or end the line, so "at 10:30" is no label.
+_LABEL = re.compile(rf"(?P<label>[^:]+?(?:{_LABEL_STAMP})?)\s*:(?:\s+(?P<text>.*))?")
+_BRACKET_LABEL = re.compile(r"\[(?P<label>[^\]\d][^\]]*)\]\s*(?P<text>.*)")
+_OTTER_HEADER = re.compile(rf"(?P<label>[^\s:][^:]*?)\s{{2,}}(?P<ts>{_TS})")  # "Dana Reyes  0:03"
+_ROLE_WORDS = "interviewer|moderator|researcher|facilitator|host"
+_SPEAKER_LIKE = re.compile(
+    rf"(?:{_ROLE_WORDS}|interviewee|participant|respondent|speaker|q|a|i|int|p|r)(?:\s*\d+|\s+[a-z])?", re.I
+)
+# First words that start sentences, headers or sound notes, never a speaker's name.
+_NOT_SPEAKERS = frozenset(
+    "so and but well here here's there this that the it it's my our note notes yes no okay ok"
+    " also then now because basically honestly anyway interview transcript date time title"
+    " subject topic location duration recorded recording summary participants laughs laughter"
+    " laughing crosstalk inaudible unintelligible music applause silence pause noise sighs".split()
+)
+
+
+def _seconds(stamp: str) -> float:
+    parts = stamp.replace(",", ".").split(":")
+    return sum(float(p) * 60**i for i, p in enumerate(reversed(parts)))
+
+
+def _looks_like_name(label: str) -> bool:
+    words = re.sub(r"\([^)]*\)", " ", label).split()  # "Sam (Interviewer)" is named Sam
+    return bool(words) and all(w[0].isupper() and not any(c.isdigit() for c in w) for w in words)
+
+
+def _is_speaker_label(label: str, counts: Counter) -> bool:
+    """Guard against sentences with a colon ("Here's the thing: it broke") posing as labels."""
+    words = label.split()
+    if not words or len(words) > 4 or len(label) > 40:
+        return False
+    if words[0].lower().strip(".,!?'\"") in _NOT_SPEAKERS:
+        return False
+    return counts[label] >= 2 or bool(_SPEAKER_LIKE.fullmatch(label)) or _looks_like_name(label)
+
+
+def _split_label(text: str, brackets: bool = False) -> tuple[str | None, str]:
+    match = (brackets and _BRACKET_LABEL.fullmatch(text)) or _MD_LABEL.fullmatch(text)
+    match = match or _LABEL.fullmatch(text)
+    return (match["label"].strip(), (match["text"] or "").strip()) if match else (None, text)
+
+
+def _read_line(line: str) -> tuple[str | None, _Cue, _Cue]:
+    """The line's label candidate, its cue if that is a speaker label, and its cue if not."""
+    header = _OTTER_HEADER.fullmatch(line)
+    if header:
+        return header["label"], _Cue("", header["label"], _seconds(header["ts"])), _Cue(line)
+    stamp = _STAMP_PREFIX.match(line)
+    start = _seconds(stamp["ts"]) if stamp else None
+    rest = line[stamp.end() :] if stamp else line
+    # A bare "10:30 ..." without a label is speech, not a timestamp: keep it whole.
+    plain = _Cue(rest, start=start) if stamp and stamp["open"] else _Cue(line)
+    label, said = _split_label(rest)
+    if label is None:
+        return None, plain, plain
+    stamped = re.search(rf"{_LABEL_STAMP}$", label)
+    if stamped:
+        label, start = label[: stamped.start()], _seconds(stamped.group().strip(" \t[]()"))
+    return label, _Cue(said, label, start), plain
+
+
+def _txt_cues(text: str) -> list[_Cue]:
+    lines = [line.strip() for line in _LINE_BREAK.split(text)]
+    read = [_read_line(line) for line in lines if line]
+    counts = Counter(label for label, _, _ in read if label)
+    return [said if label and _is_speaker_label(label, counts) else plain for label, said, plain in read]
+
+
+def _label_prefixes(cues: list[_Cue], brackets: bool) -> list[_Cue]:
+    """Speakers from a "Name: text" (or "[Name] text") prefix of cues that have none."""
+    split = [(c, *_split_label(c.text, brackets)) if c.speaker is None else (c, None, c.text) for c in cues]
+    counts = Counter(label for _, label, _ in split if label)
+    return [
+        replace(cue, speaker=label, text=said) if label and _is_speaker_label(label, counts) else cue
+        for cue, label, said in split
+    ]
+
+
+# --- subtitles: WebVTT and SubRip ---------------------------------------------
+
+_VTT_TIME = r"(?:\d+:)?\d{2}:\d{2}[.,]\d{3}"
+_VTT_TIMING = re.compile(rf"(?P<start>{_VTT_TIME})\s+-->\s+(?P<end>{_VTT_TIME})(?:\s.*)?")
+_SRT_TIME = r"\d{1,2}:\d{2}:\d{2}[,.]\d{1,3}"
+_SRT_TIMING = re.compile(rf"(?P<start>{_SRT_TIME})\s*-->\s*(?P<end>{_SRT_TIME})(?:\s.*)?")
+_VOICE = re.compile(r"<v(?:\.[^\s>]*)?\s+([^>]*)>")  # <v Name>, <v.loud Name>
+# Styling tags (<c>, <i>, <b>, </v>, <font ...>), inline <00:00:01.000> times, {\an8} positions.
+_TAG = re.compile(r"</?(?:[a-zA-Z][^<>]*)?>|<\d{1,2}:[\d:.]+>|\{\\[^{}]*\}")
+_VTT_META = re.compile(r"(?:NOTE|STYLE|REGION)(?:\s.*)?")
+
+
+def _malformed(fmt: str, number: int, expected: str, got: str) -> _Problem:
+    shown = got if len(got) <= 60 else got[:57] + "..."
+    return _Problem(f"malformed {fmt}: line {number}: expected {expected}, got {shown!r}")
+
+
+def _blocks(text: str) -> list[list[tuple[int, str]]]:
+    """Blank-line separated blocks of (line number, stripped line)."""
+    blocks: list[list[tuple[int, str]]] = [[]]
+    for number, line in enumerate(_LINE_BREAK.split(text), 1):
+        if line.strip():
+            blocks[-1].append((number, line.strip()))
+        elif blocks[-1]:
+            blocks.append([])
+    return [block for block in blocks if block]
+
+
+def _clean(text: str) -> str:
+    return html.unescape(_TAG.sub("", text)).strip()
+
+
+def _voiced(raw: str, start: float, end: float) -> list[_Cue]:
+    """One cue per voice in the cue text (crosstalk cues can hold several)."""
+    parts = _VOICE.split(raw)
+    pieces = [(None, parts[0]), *zip(parts[1::2], parts[2::2])]
+    cues = [_Cue(_clean(said), (name or "").strip() or None, start, end) for name, said in pieces]
+    return [cue for cue in cues if cue.text]
+
+
+def _vtt_cue(block: list[tuple[int, str]]) -> list[_Cue]:
+    if "-->" not in block[0][1] and len(block) > 1:
+        block = block[1:]  # a cue identifier
+    (number, timing), *body = block
+    match = _VTT_TIMING.fullmatch(timing)
+    if not match:
+        raise _malformed("WebVTT", number, "a cue timing 'hh:mm:ss.mmm --> hh:mm:ss.mmm'", timing)
+    return _voiced(" ".join(line for _, line in body), _seconds(match["start"]), _seconds(match["end"]))
+
+
+def _vtt_cues(text: str) -> list[_Cue]:
+    blocks = _blocks(text)
+    (number, first), *header = blocks[0]
+    if not re.match(r"WEBVTT(?:[ \t]|$)", first):
+        raise _malformed("WebVTT", number, "the 'WEBVTT' header on the first line", first)
+    for number, line in (line for line in header if "-->" in line[1]):
+        raise _malformed("WebVTT", number, "a blank line between the header and the first cue", line)
+    cues = [cue for block in blocks[1:] if not _VTT_META.fullmatch(block[0][1]) for cue in _vtt_cue(block)]
+    return _label_prefixes(cues, brackets=False)
+
+
+def _srt_cue(block: list[tuple[int, str]]) -> list[_Cue]:
+    (number, first), *rest = block
+    if first.isdigit() and rest:
+        (number, first), *rest = rest  # the cue number, which some tools leave out
+    match = _SRT_TIMING.fullmatch(first)
+    if not match:
+        raise _malformed("SRT", number, "a cue number and a timing 'hh:mm:ss,mmm --> hh:mm:ss,mmm'", first)
+    text = _clean(" ".join(line for _, line in rest))
+    return [_Cue(text, None, _seconds(match["start"]), _seconds(match["end"]))] if text else []
+
+
+def _srt_cues(text: str) -> list[_Cue]:
+    return _label_prefixes([cue for block in _blocks(text) for cue in _srt_cue(block)], brackets=True)
+
+
+# --- JSON segments ------------------------------------------------------------
+
+_SPEAKER_KEYS = ("speaker", "speaker_label", "speaker_name")
+_JSON_SHAPE = ("a list of segments, or an object with a 'segments' (or 'utterances') list,"
+               " each segment an object with 'speaker', 'text' and optional 'start'/'end' seconds")
+_JSON_TYPES = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, dict):
+        return f"an object with keys {sorted(value)[:6]}"
+    return _JSON_TYPES.get(type(value), "a number")
+
+
+def _json_items(data: object) -> list:
+    items = data
+    if isinstance(data, dict):
+        items = next((data[k] for k in ("segments", "utterances") if isinstance(data.get(k), list)), None)
+    if not isinstance(items, list):
+        raise _Problem(f"unexpected JSON shape: expected {_JSON_SHAPE}; got {_describe(data)}")
+    return items
+
+
+def _json_time(item: dict, key: str, number: int) -> float | None:
+    value = item.get(key)
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str) and re.fullmatch(rf"\d+(?:\.\d+)?|{_TS}", value.strip()):
+        return _seconds(value.strip())
+    problem = f"'{key}' must be seconds or 'hh:mm:ss', got {value!r}"
+    raise _Problem(f"unexpected JSON shape: segment {number}: {problem}")
+
+
+def _json_speaker(item: dict) -> str | None:
+    value = next((item[k] for k in _SPEAKER_KEYS if item.get(k) not in (None, "")), None)
+    if isinstance(value, str):
+        return value.strip() or None
+    return None if value is None else f"Speaker {value}"  # diarisation tools number speakers 0, 1, ...
+
+
+def _json_cue(item: object, number: int) -> list[_Cue]:
+    if not isinstance(item, dict) or not isinstance(item.get("text"), str):
+        problem = f"expected an object with a 'text' string, got {_describe(item)}"
+        raise _Problem(f"unexpected JSON shape: segment {number}: {problem}")
+    text = " ".join(line.strip() for line in _LINE_BREAK.split(item["text"]) if line.strip())
+    times = _json_time(item, "start", number), _json_time(item, "end", number)
+    return [_Cue(text, _json_speaker(item), *times)] if text else []
+
+
+def _json_cues(text: str) -> list[_Cue]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise _Problem(f"malformed JSON: line {error.lineno} column {error.colno}: {error.msg}") from None
+    return [cue for number, item in enumerate(_json_items(data), 1) for cue in _json_cue(item, number)]
+
+
+# --- roles --------------------------------------------------------------------
+
+_INTERVIEWER_WORD = re.compile(rf"(?<!\w)(?:{_ROLE_WORDS})s?(?!\w)", re.I)
+
+
+def _labelled_interviewer(label: str) -> bool:
+    return bool(_INTERVIEWER_WORD.search(label) or re.fullmatch(r"(?:q|i|int)\.?", label, re.I))
+
+
+def _names_match(name: str, label: str) -> bool:
+    """Case-insensitive whole-word match: "sam" matches "Sam (Interviewer)", not "Samantha"."""
+    name = name.strip()
+    return bool(name) and re.search(rf"(?<!\w){re.escape(name)}(?!\w)", label, re.IGNORECASE) is not None
+
+
+def _named(speakers: list[str], names, who: str) -> list[str]:
+    found = [s for s in speakers if any(_names_match(n, s) for n in names)]
+    if not found:
+        given = ", ".join(repr(n) for n in names)
+        raise _Problem(f"no speaker matches the {who} name(s) {given}; speakers are: {', '.join(speakers)}")
+    return found
+
+
+def _words(turns: list[tuple[str, str]], speaker: str) -> int:
+    return sum(len(text.split()) for s, text in turns if s == speaker)
+
+
+def _question_share(turns: list[tuple[str, str]], speaker: str) -> float:
+    asked = ["?" in text for s, text in turns if s == speaker]
+    return sum(asked) / len(asked)
+
+
+def assign_roles(turns: list[tuple[str, str]], interviewers=(), interviewees=()) -> dict[str, Role]:
+    """Each speaker's role, from the (speaker, text) of every merged turn.
+
+    Names are matched case-insensitively as whole words: "Sam" matches the
+    label "Sam (Interviewer)".
+
+    1. If interviewer names are given, the speakers they match are the
+       interviewers.
+    2. Otherwise, speakers labelled like an interviewer are: a label containing
+       the word interviewer, moderator, researcher, facilitator or host, or a
+       label that is exactly "Q", "I" or "Int".
+    3. If no label says so, the speaker who says the most words is the
+       interviewee, and each other speaker is an interviewer when at least 30%
+       of their turns contain a '?', else a third party (role other).
+    4. Everyone else is an interviewee -- unless interviewee names are given:
+       then only the speakers they match are interviewees (and they replace
+       the most-words guess of step 3), and the rest are role other.
+
+    Raises ValueError when a given name matches no speaker, or when no
+    interviewee is left.
+    """
+    speakers = list(dict.fromkeys(s for s, _ in turns))
+    if interviewers:
+        asking = _named(speakers, interviewers, "interviewer")
+    else:
+        asking = [s for s in speakers if _labelled_interviewer(s)]
+    if interviewees:
+        coded = _named(speakers, interviewees, "interviewee")
+    elif asking:
+        coded = [s for s in speakers if s not in asking]
+    else:
+        coded = [max(speakers, key=lambda s: _words(turns, s))]
+    if not asking:
+        asking = [s for s in speakers if s not in coded and _question_share(turns, s) >= QUESTION_SHARE]
+    roles = {s: Role.interviewee if s in coded else Role.other for s in speakers}
+    roles.update(dict.fromkeys(asking, Role.interviewer))
+    if Role.interviewee not in roles.values():
+        raise _Problem("no interviewee speech found; check --interviewer")
+    return roles
+
+
+# --- normalising --------------------------------------------------------------
+
+_READERS = {"txt": _txt_cues, "md": _txt_cues, "vtt": _vtt_cues, "srt": _srt_cues, "json": _json_cues}
+_LABEL_HINTS = {
+    "txt": "start each turn with a speaker label, 'Name: text' (e.g. 'Interviewer: ...')",
+    "md": "start each turn with a speaker label, 'Name: text' or '**Name:** text'",
+    "vtt": "give each cue a <v Name> voice tag or a 'Name: text' prefix",
+    "srt": "start each cue with 'Name: text' or '[Name] text'",
+    "json": "give each segment a 'speaker'",
+}
+
+
+def _continue_speakers(cues: list[_Cue]) -> list[_Cue]:
+    """Give unlabelled cues the previous speaker; a label-only cue lends its time to the next."""
+    out, speaker, pending = [], None, None
+    for cue in cues:
+        speaker = cue.speaker or speaker
+        if not cue.text:
+            pending = cue.start  # an Otter header, or "Name:" alone on its line
+        elif speaker is not None:  # text before the first label is a title or preamble
+            out.append(replace(cue, speaker=speaker, start=cue.start if cue.start is not None else pending))
+            pending = None
+    return out
+
+
+def _turn(index: int, speaker: str, cues: list[_Cue], offset: int, role: Role) -> Turn:
+    segments, at = [], offset
+    for cue in cues:
+        segments.append(Segment(char_start=at, char_end=at + len(cue.text), start=cue.start, end=cue.end))
+        at += len(cue.text) + 1  # the joining space
+    text = " ".join(cue.text for cue in cues)
+    start = next((c.start for c in cues if c.start is not None), None)
+    end = next((c.end for c in reversed(cues) if c.end is not None), None)
+    return Turn(index=index, speaker=speaker, role=role, text=text, start=start, end=end,
+                char_start=offset, char_end=offset + len(text), segments=segments)
+
+
+def _render(grouped: list[tuple[str, list[_Cue]]], roles: dict[str, Role]) -> tuple[str, list[Turn]]:
+    parts, turns, offset = [], [], 0
+    for index, (speaker, cues) in enumerate(grouped):
+        turn = _turn(index, speaker, cues, offset + len(speaker) + 2, roles[speaker])
+        turns.append(turn)
+        parts.append(f"{speaker}: {turn.text}\n")
+        offset = turn.char_end + 1
+    return "".join(parts), turns
+
+
+def _parse(text: str, source: str, fmt: str, interviewers, interviewees) -> Transcript:
+    if fmt not in _READERS:
+        raise _Problem(f"unsupported format {fmt!r}; supported: {_SUPPORTED}")
+    if not text.strip():
+        raise _Problem("file is empty" if not text else "file contains only whitespace")
+    cues = _READERS[fmt](text)
+    if not any(cue.speaker for cue in cues):
+        raise _Problem(f"no speaker labels found; {_LABEL_HINTS[fmt]}")
+    grouped = [(s, list(g)) for s, g in itertools.groupby(_continue_speakers(cues), key=lambda c: c.speaker)]
+    if not grouped:
+        raise _Problem("no speech found after the speaker labels")
+    roles = assign_roles([(s, " ".join(c.text for c in g)) for s, g in grouped], interviewers, interviewees)
+    normalised, turns = _render(grouped, roles)
+    name = PurePath(source).name
+    return Transcript(id=PurePath(name).stem, source=name, format=fmt, text=normalised, turns=turns,
+                      interviewers=[s for s, role in roles.items() if role is Role.interviewer])
+
+
+def parse_transcript(text: str, source: str, fmt: str, interviewers=(), interviewees=()) -> Transcript:
+    """Parse decoded transcript text; `fmt` is a suffix without the dot (txt, md, vtt, srt, json)."""
+    fmt = fmt.lower().lstrip(".")
+    try:
+        return _parse(text.removeprefix("\ufeff"), source, fmt, interviewers, interviewees)
+    except _Problem as problem:
+        raise TranscriptError(source, str(problem)) from None
+
+
+# --- the file -----------------------------------------------------------------
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        known = {FileNotFoundError: "file not found", IsADirectoryError: "is a directory, not a file"}
+        problem = known.get(type(error), f"cannot read the file: {error.strerror}")
+        raise TranscriptError(path, problem) from None
+
+
+def _decode(data: bytes, path: Path) -> str:
+    # Word's and Notepad's "Unicode" text is UTF-16 with a byte order mark: full of NUL bytes, yet text.
+    encoding = "UTF-16" if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) else "UTF-8"
+    if b"\x00" in data and encoding == "UTF-8":
+        problem = f"looks like a binary file (it contains NUL bytes); export it as text: {_SUPPORTED}"
+        raise TranscriptError(path, problem)
+    try:
+        return data.decode("utf-16" if encoding == "UTF-16" else "utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        problem = f"not valid {encoding} (byte 0x{data[error.start]:02x} on line {line}); re-save the file as UTF-8"
+        raise TranscriptError(path, problem) from None
+
+
+def load_transcript(path: str | Path, interviewers=(), interviewees=()) -> Transcript:
+    """Read a transcript file; raises TranscriptError naming the file and the problem."""
+    path = Path(path)
+    data = _read_bytes(path)
+    if path.suffix.lower() not in SUPPORTED_SUFFIXES:
+        shown = path.suffix or "(no extension)"
+        raise TranscriptError(path, f"unsupported file type {shown!r}; supported: {_SUPPORTED}")
+    try:
+        return parse_transcript(_decode(data, path), path.name, path.suffix[1:], interviewers, interviewees)
+    except TranscriptError as error:
+        raise TranscriptError(path, error.problem) from None

@@ -1,0 +1,106 @@
+"""Store grounded codes in Chroma and search them by meaning.
+
+One collection holds every code of every transcript. IDs are deterministic
+(transcript + label + offsets), so a re-run upserts instead of duplicating.
+A transcript is replaced as a unit: its vectors are computed first, then its
+new codes are upserted and codes it no longer has are deleted, so a failure
+never leaves half a transcript behind.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from jtbd.coding.embed import Embedder
+
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: str
+    quote: str
+    distance: float
+    meta: dict[str, Any]
+
+    @property
+    def score(self) -> float:
+        return round(1.0 - self.distance, 3)
+
+
+def open_collection(path: str = "", url: str = "", name: str = "jtbd_codes") -> Any:
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    quiet = ChromaSettings(anonymized_telemetry=False)
+    if url:
+        from urllib.parse import urlparse
+
+        parts = urlparse(url)
+        client = chromadb.HttpClient(host=parts.hostname or "localhost", port=parts.port or 8000,
+                                     ssl=parts.scheme == "https", settings=quiet)
+    else:
+        client = chromadb.PersistentClient(path=path, settings=quiet)
+    # No embedding function: Chroma's default downloads a model. We pass vectors ourselves.
+    return client.get_or_create_collection(name, embedding_function=None,
+                                           metadata={"hnsw:space": "cosine"})
+
+
+def code_metadata(code: Any, context: tuple[str, str]) -> dict[str, Any]:
+    g, p = code.grounding, code.provenance
+    meta = {
+        "transcript": g.transcript, "source": g.source, "speaker": g.speaker, "kind": code.kind,
+        "label": code.label, "force": getattr(getattr(code, "force", None), "value", ""),
+        "dimension": getattr(getattr(code, "dimension", None), "value", ""),
+        "statement": getattr(code, "statement", ""), "note": code.note or "",
+        "turn_index": g.turn_index, "char_start": g.char_start, "char_end": g.char_end,
+        "start_seconds": g.start_seconds if g.start_seconds is not None else -1.0,
+        "alignment": g.alignment.value, "prompt_version": p.prompt_version,
+        "schema_version": p.schema_version, "model": p.model,
+        "context_before": context[0], "context_after": context[1],
+    }
+    return meta
+
+
+class CodeStore:
+    def __init__(self, collection: Any, embedder: Embedder) -> None:
+        self.collection = collection
+        self.embedder = embedder
+
+    def replace_transcript(self, transcript_id: str, codes: Sequence[Any],
+                           contexts: Sequence[tuple[str, str]]) -> int:
+        ids = [c.id for c in codes]
+        vectors = self.embedder.embed([c.quote for c in codes]) if codes else []
+        if codes:
+            self.collection.upsert(ids=ids, documents=[c.quote for c in codes], embeddings=vectors,
+                                   metadatas=[code_metadata(c, ctx) for c, ctx in zip(codes, contexts)])
+        stale = set(self.ids_of(transcript_id)) - set(ids)
+        if stale:
+            self.collection.delete(ids=sorted(stale))
+        return len(ids)
+
+    def delete_transcript(self, transcript_id: str) -> None:
+        self.collection.delete(where={"transcript": transcript_id})
+
+    def ids_of(self, transcript_id: str) -> list[str]:
+        return self.collection.get(where={"transcript": transcript_id}, include=[])["ids"]
+
+    def count(self) -> int:
+        return self.collection.count()
+
+    def search(self, query: str, k: int = 10, **filters: str | None) -> list[Hit]:
+        where = where_clause(**filters)
+        result = self.collection.query(query_embeddings=self.embedder.embed([query]), n_results=k,
+                                       where=where, include=["documents", "metadatas", "distances"])
+        return [Hit(i, d, dist, m) for i, d, dist, m in zip(
+            result["ids"][0], result["documents"][0], result["distances"][0], result["metadatas"][0])]
+
+
+def where_clause(**filters: str | None) -> dict | None:
+    """Chroma wants one condition bare and several under $and."""
+    conditions = [{key: value} for key, value in filters.items() if value]
+    if not conditions:
+        return None
+    return conditions[0] if len(conditions) == 1 else {"$and": conditions}

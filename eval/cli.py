@@ -1,0 +1,124 @@
+"""`jtbd eval` and `jtbd gold check`: the evaluation side of the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from rich.console import Console
+
+console = Console(stderr=True)
+out = Console()
+
+
+def add_parsers(sub: Any, backend_options: Callable[[argparse.ArgumentParser], None]) -> None:
+    gold = sub.add_parser("gold", help="work with hand-coded gold sets")
+    gold_sub = gold.add_subparsers(dest="gold_command", required=True)
+    check = gold_sub.add_parser("check", help="validate a folder of <id>.gold.json files")
+    check.add_argument("folder")
+    ev = sub.add_parser("eval", help="code a gold set with the normal flow and score it")
+    ev.add_argument("--gold", help="folder of transcripts with <id>.gold.json beside them (default: the bundled set)")
+    ev.add_argument("--split", default="all", help="dev | test | all (bundled set only)")
+    ev.add_argument("--baseline", help="a scores JSON to compare against; exits 1 on a regression")
+    ev.add_argument("--update-baseline", action="store_true", help="write the scores to --baseline")
+    ev.add_argument("--report", help="write a Markdown (.md) or HTML (.html) report here")
+    ev.add_argument("--scores", help="write the scores JSON here")
+    ev.add_argument("--out", help="run folder for the coded gold transcripts")
+    backend_options(ev)
+
+
+def run(args: argparse.Namespace, settings_from: Callable[[argparse.Namespace], Any]) -> int:
+    if args.command == "gold":
+        return cmd_gold_check(Path(args.folder))
+    return cmd_eval(args, settings_from(args))
+
+
+def cmd_gold_check(folder: Path) -> int:
+    from jtbd.eval.gold import find_gold_files, validate_gold
+
+    files = find_gold_files(folder)
+    if not files:
+        console.print(f"[red]error:[/red] no *.gold.json files under {folder}")
+        return 2
+    problems = [p for f in files for p in validate_gold(f)]
+    for line in problems:
+        console.print(line)
+    console.print(f"{len(files)} gold files, {len(problems)} problems")
+    return 1 if problems else 0
+
+
+def cmd_eval(args: argparse.Namespace, settings: Any) -> int:
+    from jtbd.eval.report import html_report, markdown_report, transcript_section
+    from jtbd.eval.runner import bundled_gold, evaluate, predicted_codes, write_json
+    from jtbd.eval.score import coded_from_gold, compare_to_baseline
+
+    gold_dir = Path(args.gold) if args.gold else bundled_gold(args.split)
+    out_dir = Path(args.out or Path("runs") / ("eval-" + time.strftime("%Y%m%d-%H%M%S")))
+    from jtbd.cli import batch_progress, print_summary
+
+    with batch_progress():
+        ev = evaluate(gold_dir, settings, out_dir)
+    print_summary(ev.summary)
+    scores = ev.scores_dict()
+    print_scores(scores)
+    write_json(Path(args.scores) if args.scores else out_dir / "scores.json", scores)
+    if args.report:
+        sections = [transcript_section(g.transcript, [coded_from_gold(c) for c in g.codes],
+                                       predicted_codes(ev.predicted[g.transcript.id]) if g.transcript.id in ev.predicted else [])
+                    for g in ev.gold]
+        text = markdown_report(scores, sections)
+        Path(args.report).write_text(html_report(text) if args.report.endswith(".html") else text, encoding="utf-8")
+        console.print(f"report written to {args.report}")
+    return _gate(args, scores, compare_to_baseline, write_json) or (1 if ev.summary["transcripts_failed"] else 0)
+
+
+def _gate(args: argparse.Namespace, scores: dict, compare: Callable, write_json: Callable) -> int:
+    if not args.baseline:
+        return 0
+    baseline_path = Path(args.baseline)
+    if args.update_baseline:
+        write_json(baseline_path, scores)
+        console.print(f"baseline updated: {baseline_path}")
+        return 0
+    if not baseline_path.exists():
+        console.print(f"[red]error:[/red] baseline {baseline_path} does not exist (use --update-baseline)")
+        return 2
+    baseline = json.loads(baseline_path.read_text(encoding="utf-8"))
+    drops = compare(scores, baseline)
+    for name in [k for k in scores if not isinstance(scores[k], (dict, list)) and k in baseline]:
+        if isinstance(scores[name], float) and isinstance(baseline[name], float):
+            out.print(f"{name:<18} {baseline[name]:.3f} -> {scores[name]:.3f} ({scores[name] - baseline[name]:+.3f})")
+    if drops:
+        console.print("[red]regression against the baseline:[/red]")
+        for line in drops:
+            console.print("  " + line)
+        return 1
+    return 0
+
+
+def print_scores(scores: dict) -> None:
+    from rich.table import Table
+
+    base = scores.get("no_skill_all_push", {})
+    table = Table(title="jtbd eval: headline metrics")
+    for col in ("metric", "this run", "no-skill (all push)"):
+        table.add_column(col)
+    for name, value in scores.items():
+        if isinstance(value, (dict, list)) or name == "transcripts":
+            continue
+        table.add_row(name, _fmt(value), _fmt(base.get(name)))
+    out.print(table)
+    rows = Table(title="strict P / R / F1 per kind and force type")
+    for col in ("code", "P", "R", "F1", "tp", "fp", "fn"):
+        rows.add_column(col)
+    for name, prf in scores["strict"].items():
+        rows.add_row(name, _fmt(prf["precision"]), _fmt(prf["recall"]), _fmt(prf["f1"]),
+                     str(prf["tp"]), str(prf["fp"]), str(prf["fn"]))
+    out.print(rows)
+
+
+def _fmt(value: Any) -> str:
+    return "-" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)

@@ -1,0 +1,298 @@
+"""The gold set: hand-coded transcripts, loaded and aligned to exact offsets.
+
+A gold file ``<id>.gold.json`` sits beside its transcript ``<id>.<ext>`` (see
+eval/CODING_GUIDE.md section 9). Every gold quote must be the interviewee's
+words character for character, inside one turn and one cue: the scorer
+compares spans, so a quote that only fuzzy-matches would move the target.
+`validate_gold` lists every violation; `load_gold` refuses a file that has any.
+
+The parse function is a parameter so the gold tools work (and are tested)
+without depending on one parser implementation.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from jtbd.coding.ground import MIN_QUOTE_CHARS, Span, ground_quote
+from jtbd.eval.score import FORCE_TYPES, KINDS, is_job_story
+from jtbd.schemas.codebook import Alignment, Dimension
+from jtbd.schemas.transcript import Transcript, Turn
+
+GOLD_SUFFIX = ".gold.json"
+DIMENSIONS = tuple(d.value for d in Dimension)
+NEEDS_NOTE = ("force", "trigger", "quote")  # the coding guide: jobs need no note
+NO_FUZZY = 101  # above rapidfuzz's 0-100 scale, so the fuzzy step can never pass
+
+ParseFn = Callable[..., Transcript]
+
+
+class GoldError(ValueError):
+    """A gold file that violates the format; `problems` holds one line per violation."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass
+class GoldCode:
+    kind: str
+    quote: str
+    force: str | None = None
+    dimension: str | None = None
+    statement: str | None = None
+    note: str | None = None
+    # filled in by alignment
+    char_start: int | None = None
+    char_end: int | None = None
+    turn_index: int | None = None
+
+
+@dataclass
+class GoldSet:
+    gold_path: Path
+    transcript_path: Path
+    transcript: Transcript
+    codes: list[GoldCode]
+    interviewers: list[str]
+    interviewees: list[str] = field(default_factory=list)
+
+    @property
+    def id(self) -> str:
+        return gold_id(self.gold_path)
+
+
+def _default_parse(path: Path, interviewers: Sequence[str] = (), interviewees: Sequence[str] = ()) -> Transcript:
+    # Imported late: the parser is a separate module and the gold tools must load without it.
+    from jtbd.coding.parse import load_transcript
+
+    return load_transcript(path, interviewers=interviewers, interviewees=interviewees)
+
+
+def gold_id(gold_path: Path) -> str:
+    return Path(gold_path).name.removesuffix(GOLD_SUFFIX)
+
+
+def find_gold_files(folder: Path | str) -> list[Path]:
+    """Every ``*.gold.json`` under `folder`, sorted so runs are reproducible."""
+    return sorted(Path(folder).rglob(f"*{GOLD_SUFFIX}"))
+
+
+def load_gold(gold_path: Path | str, parse: ParseFn = _default_parse) -> GoldSet:
+    """Read, parse and align one gold file; raise GoldError listing every violation."""
+    gold, problems = _check(Path(gold_path), parse)
+    if problems:
+        raise GoldError(problems)
+    return gold
+
+
+def validate_gold(gold_path: Path | str, parse: ParseFn = _default_parse) -> list[str]:
+    """Every violation in one gold file, one line each naming file, code index and problem."""
+    return _check(Path(gold_path), parse)[1]
+
+
+# --- the checks ----------------------------------------------------------------
+
+
+def _check(gold_path: Path, parse: ParseFn) -> tuple[GoldSet | None, list[str]]:
+    data, problem = _read_json(gold_path)
+    if problem:
+        return None, [f"{gold_path}: {problem}"]
+    transcript_path, problems = _transcript_path(gold_path, data)
+    if transcript_path is None:
+        return None, problems
+    transcript, problem = _parse(transcript_path, data, parse)
+    if problem:
+        return None, problems + [f"{gold_path}: {problem}"]
+    codes = [_gold_code(raw) for raw in data["codes"]]
+    for index, code in enumerate(codes):
+        problems += [f"{gold_path}: code {index}: {p}" for p in _code_problems(code, transcript)]
+    problems += [f"{gold_path}: code {i}: {p}" for i, p in _duplicates(codes)]
+    gold = GoldSet(
+        gold_path, transcript_path, transcript, codes,
+        list(data["interviewers"]), list(data.get("interviewees") or []),
+    )
+    return gold, problems
+
+
+def _read_json(gold_path: Path) -> tuple[dict | None, str | None]:
+    try:
+        data = json.loads(gold_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        return None, f"bad JSON: {err}"
+    if not isinstance(data, dict):
+        return None, "bad JSON: the top level must be an object"
+    if not isinstance(data.get("codes"), list) or not all(isinstance(c, dict) for c in data["codes"]):
+        return None, 'bad JSON: "codes" must be a list of objects'
+    if not _string_list(data.get("interviewers")) or not data["interviewers"]:
+        return None, 'no "interviewers": list every interviewer label exactly as in the transcript'
+    if "interviewees" in data and not _string_list(data["interviewees"]):
+        return None, '"interviewees" must be a list of speaker labels'
+    return data, None
+
+
+def _string_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _transcript_path(gold_path: Path, data: dict) -> tuple[Path | None, list[str]]:
+    name = data.get("transcript")
+    if not isinstance(name, str) or not name:
+        return None, [f'{gold_path}: missing transcript: no "transcript" file name']
+    problems = []
+    if Path(name).name != name or Path(name).stem != gold_id(gold_path):
+        problems.append(
+            f"{gold_path}: transcript name mismatch: {name!r} is not "
+            f"'{gold_id(gold_path)}.<ext>' beside the gold file"
+        )
+    path = gold_path.parent / name
+    if not path.is_file():
+        return None, problems + [f"{gold_path}: missing transcript: {path} does not exist"]
+    return path, problems
+
+
+def _parse(path: Path, data: dict, parse: ParseFn) -> tuple[Transcript | None, str | None]:
+    try:
+        transcript = parse(path, interviewers=data["interviewers"], interviewees=data.get("interviewees") or ())
+    except Exception as err:  # a report, not a crash: any parser failure is one more violation
+        return None, f"transcript does not parse: {type(err).__name__}: {err}"
+    return transcript, None
+
+
+def _gold_code(raw: dict) -> GoldCode:
+    return GoldCode(
+        kind=raw.get("kind"), quote=raw.get("quote"), force=raw.get("force"),
+        dimension=raw.get("dimension"), statement=raw.get("statement"), note=raw.get("note"),
+    )
+
+
+def _code_problems(code: GoldCode, transcript: Transcript) -> list[str]:
+    problems = _label_problems(code)
+    if not isinstance(code.quote, str) or not code.quote.strip():
+        return problems + ["no quote"]
+    return problems + _align(code, transcript)
+
+
+def _label_problems(code: GoldCode) -> list[str]:
+    if code.kind not in KINDS:
+        return [f"unknown kind {code.kind!r} (expected one of {', '.join(KINDS)})"]
+    problems = []
+    if code.kind == "force" and code.force is None:
+        problems.append("force code without a force type")
+    if code.force is not None and code.force not in FORCE_TYPES:
+        problems.append(f"unknown force {code.force!r} (expected one of {', '.join(FORCE_TYPES)})")
+    if code.dimension is not None and code.dimension not in DIMENSIONS:
+        problems.append(f"unknown dimension {code.dimension!r} (expected one of {', '.join(DIMENSIONS)})")
+    if code.kind == "job":
+        problems += _job_problems(code)
+    if code.kind in NEEDS_NOTE and not (isinstance(code.note, str) and code.note.strip()):
+        problems.append(f"{code.kind} code without a note")
+    return problems
+
+
+def _job_problems(code: GoldCode) -> list[str]:
+    problems = [] if code.dimension is not None else ["job without a dimension"]
+    if not code.statement:
+        return problems + ["job without a statement"]
+    if not isinstance(code.statement, str) or not is_job_story(code.statement):
+        problems.append(f"job statement is not 'When ..., I want to ..., so I can ...': {code.statement!r}")
+    return problems
+
+
+# --- alignment -----------------------------------------------------------------
+
+
+def _align(code: GoldCode, transcript: Transcript) -> list[str]:
+    """Set the code's offsets if its quote is exact inside one interviewee cue; else say why not."""
+    quote = code.quote
+    if quote != quote.strip():
+        return [f"quote has leading or trailing whitespace: {_short(quote)}"]
+    if len(quote) < MIN_QUOTE_CHARS:
+        return [f"quote shorter than {MIN_QUOTE_CHARS} characters: {quote!r}"]
+    span = ground_quote(quote, transcript, threshold=NO_FUZZY)
+    exact = _exact_span(quote, transcript, span)
+    if exact is None:
+        return [_why_not_found(quote, transcript, span)]
+    turn = transcript.turns[_turn_position(transcript, exact.turn_index)]
+    if not _inside_one_segment(turn, exact.char_start, exact.char_end):
+        return [f"quote spans two cues of turn {turn.index} ({turn.speaker}): {_short(quote)}"]
+    code.char_start, code.char_end, code.turn_index = exact.char_start, exact.char_end, exact.turn_index
+    return []
+
+
+def _exact_span(quote: str, transcript: Transcript, span: Span | None) -> Span | None:
+    """The grounded span if it is the gold quote character for character.
+
+    ground_quote strips wrapping quote marks before aligning, so a quote that
+    rightly ends on the speaker's closing ' ("he said, 'nights are there.'")
+    aligns one character short: then the quote as written is looked up in
+    the interviewee turns.
+    """
+    if span is not None and span.alignment is Alignment.exact:
+        if transcript.text[span.char_start:span.char_end] == quote:
+            return span
+    for turn in transcript.interviewee_turns():
+        at = turn.text.find(quote)
+        if at >= 0:
+            start = turn.char_start + at
+            return Span(turn.index, start, start + len(quote), Alignment.exact, 100.0)
+    return None
+
+
+def _why_not_found(quote: str, transcript: Transcript, span: Span | None) -> str:
+    others = [t for t in transcript.turns if not t.is_coded and quote in t.text]
+    if others:
+        speakers = ", ".join(sorted({f"{t.speaker} ({t.role.value})" for t in others}))
+        return f"quote found only in a turn that is not coded: {speakers}: {_short(quote)}"
+    if _spans_turns(quote, transcript.turns):
+        return f"quote spans two turns: {_short(quote)}"
+    return f"quote not found exactly in an interviewee turn{_closest(span)}: {_short(quote)}"
+
+
+def _closest(span: Span | None) -> str:
+    if span is None:
+        return ""
+    if span.alignment is Alignment.exact:
+        return f" (turn {span.turn_index} has it without the quote marks, '...' or speaker label around it)"
+    return f" (closest: {span.alignment.value} match in turn {span.turn_index}, case or punctuation differ)"
+
+
+def _spans_turns(quote: str, turns: Sequence[Turn]) -> bool:
+    """The quote's head ends one turn and its tail starts the next (copied across a line break)."""
+    for before, after in zip(turns, turns[1:]):
+        for cut in range(1, len(quote)):
+            head, tail = quote[:cut].rstrip(), quote[cut:].lstrip()
+            if head and tail and before.text.endswith(head) and after.text.startswith(tail):
+                return True
+    return False
+
+
+def _turn_position(transcript: Transcript, turn_index: int) -> int:
+    return next(i for i, t in enumerate(transcript.turns) if t.index == turn_index)
+
+
+def _inside_one_segment(turn: Turn, start: int, end: int) -> bool:
+    """A turn merges consecutive cues; a gold quote must lie inside one of them."""
+    if not turn.segments:
+        return True
+    return any(s.char_start <= start and end <= s.char_end for s in turn.segments)
+
+
+def _duplicates(codes: list[GoldCode]) -> list[tuple[int, str]]:
+    seen: dict[tuple, int] = {}
+    found = []
+    for index, code in enumerate(codes):
+        key = json.dumps([code.kind, code.force, code.quote])  # hashable even if a field is a list
+        if key in seen:
+            found.append((index, f"duplicate of code {seen[key]} (same kind, force and quote)"))
+        else:
+            seen[key] = index
+    return found
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return repr(text if len(text) <= limit else text[: limit - 3] + "...")

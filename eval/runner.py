@@ -1,0 +1,109 @@
+"""Evaluate: code a gold folder with the normal flow, then score predictions against gold.
+
+Works on any folder in the gold format. The bundled set lives in
+``eval/gold/{dev,test}``; prompts are tuned on dev only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from jtbd.eval.gold import GoldSet, find_gold_files, load_gold
+from jtbd.eval.score import (
+    Coded, Scores, TranscriptCodes, all_push_baseline, coded_from_code, coded_from_gold,
+    scores_to_dict, score_codes,
+)
+from jtbd.schemas.codebook import CodedTranscript
+from jtbd.settings import Settings
+
+EVAL_COLLECTION = "jtbd_eval"  # keep gold transcripts out of the analysts' collection
+
+
+@dataclass
+class Evaluation:
+    gold: list[GoldSet]
+    predicted: dict[str, CodedTranscript]
+    scores: Scores
+    baseline: Scores  # every interviewee sentence coded as push
+    summary: dict[str, Any]
+
+    def scores_dict(self) -> dict[str, Any]:
+        return {**scores_to_dict(self.scores),
+                "no_skill_all_push": {k: v for k, v in scores_to_dict(self.baseline).items()
+                                      if not isinstance(v, dict)},
+                "provenance": {k: self.summary.get(k) for k in ("model", "prompt_version", "schema_version")},
+                "transcript_ids": sorted(g.id for g in self.gold)}
+
+
+def bundled_gold(split: str = "all") -> Path:
+    root = Path(str(resources.files("jtbd.eval").joinpath("gold")))
+    if split == "all":
+        return root
+    if not (root / split).is_dir():
+        raise ValueError(f"no bundled split {split!r}; use dev, test or all")
+    return root / split
+
+
+def load_gold_folder(folder: Path) -> list[GoldSet]:
+    files = find_gold_files(folder)
+    if not files:
+        raise FileNotFoundError(f"no *.gold.json files under {folder}")
+    return [load_gold(f) for f in files]
+
+
+def predicted_codes(coded: CodedTranscript) -> list[Coded]:
+    return [coded_from_code(c) for c in coded.codes]
+
+
+def score_gold(gold: list[GoldSet], predicted: dict[str, CodedTranscript], similarity: Any = None) -> Scores:
+    items = []
+    for g in gold:
+        coded = predicted.get(g.transcript.id)
+        pred = predicted_codes(coded) if coded else []
+        rejected = len(coded.rejected) if coded else 0
+        items.append(TranscriptCodes([coded_from_gold(c) for c in g.codes], pred, rejected, g.transcript))
+    return score_codes(items, similarity)
+
+
+def score_baseline(gold: list[GoldSet]) -> Scores:
+    return score_codes([TranscriptCodes([coded_from_gold(c) for c in g.codes], all_push_baseline(g.transcript),
+                                        0, g.transcript) for g in gold])
+
+
+def read_run(out_dir: Path, gold: list[GoldSet]) -> dict[str, CodedTranscript]:
+    found = {}
+    for g in gold:
+        path = out_dir / f"{g.transcript.id}.json"
+        if path.exists():
+            found[g.transcript.id] = CodedTranscript.model_validate_json(path.read_text(encoding="utf-8"))
+    return found
+
+
+def evaluate(gold_dir: Path, settings: Settings, out_dir: Path) -> Evaluation:
+    from jtbd.coding.embed import cosine, make_embedder
+    from jtbd.flows.code_batch import run_batch
+
+    gold = load_gold_folder(gold_dir)
+    settings = dataclasses.replace(settings, collection=EVAL_COLLECTION)
+    roles = {str(g.transcript_path): (list(g.interviewers), list(g.interviewees)) for g in gold}
+    summary = run_batch(list(roles), settings, str(out_dir), roles=roles)
+    predicted = read_run(out_dir, gold)
+    embedder = make_embedder(settings.embeddings, settings.embedding_model, settings.base_url,
+                             settings.api_key, settings.timeout)
+
+    def similarity(a: str, b: str) -> float:
+        va, vb = embedder.embed([a, b])
+        return cosine(va, vb)
+
+    scores = score_gold(gold, predicted, similarity)
+    return Evaluation(gold, predicted, scores, score_baseline(gold), summary.as_dict())
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")

@@ -1,0 +1,198 @@
+"""The `jtbd` command line: code, search, eval, gold, model."""
+
+from __future__ import annotations
+
+import jtbd.environment  # noqa: F401  (quiet, offline defaults first)
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from jtbd.settings import Settings, load_settings
+
+console = Console(stderr=True)
+out = Console()
+
+
+def _backend_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model backend")
+    g.add_argument("--backend", choices=["local", "openai"], help="local (default): llama.cpp in process; "
+                   "openai: any OpenAI-compatible server")
+    g.add_argument("--model", help="model name (required for --backend openai)")
+    g.add_argument("--model-path", help="local backend: a GGUF file instead of the default model")
+    g.add_argument("--base-url", help="openai backend: the server's base URL, e.g. http://localhost:11434/v1")
+    g.add_argument("--llm-mode", choices=["auto", "tools", "json", "md_json", "json_schema", "json_object_schema"],
+                   help="how structured output is requested (default auto: json_object_schema for llama.cpp "
+                        "in process, tools for servers; use json_object_schema for a llama.cpp server)")
+    g.add_argument("--strategy", help="extraction strategy from prompts/passes.toml (default sentences)")
+    g.add_argument("--chunk-tokens", type=int, help="chunk size in estimated tokens (default 1500)")
+    g.add_argument("--overlap-tokens", type=int, help="chunk overlap in estimated tokens (default 150)")
+    g.add_argument("--concurrency", type=int, help="chunks coded at once (default 1 local, 4 server)")
+    g.add_argument("--interviewer", action="append", dest="interviewers", default=None,
+                   help="an interviewer's speaker label; repeat for two interviewers")
+    g.add_argument("--data-dir", help="where the Chroma store and the result cache live")
+    g.add_argument("--chroma-url", help="a Chroma server, e.g. http://localhost:8000 (default: local store)")
+    g.add_argument("--config", help="a TOML settings file")
+
+
+_SETTING_FLAGS = ("backend", "model", "model_path", "base_url", "llm_mode", "strategy", "chunk_tokens",
+                  "overlap_tokens", "concurrency", "interviewers", "data_dir", "chroma_url")
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    flags = {k: getattr(args, k, None) for k in _SETTING_FLAGS}
+    return load_settings(flags, getattr(args, "config", None))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="jtbd", description="Code Jobs-to-be-Done interviews into grounded codes.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    code = sub.add_parser("code", help="code transcripts (files and/or folders)")
+    code.add_argument("paths", nargs="+", metavar="PATH")
+    code.add_argument("--out", help="run folder (default runs/<date-time>)")
+    _backend_options(code)
+    search = sub.add_parser("search", help="search coded quotes by meaning")
+    search.add_argument("query")
+    search.add_argument("--kind", choices=["job", "trigger", "force", "quote"])
+    search.add_argument("--force", choices=["push", "pull", "anxiety", "habit"])
+    search.add_argument("--transcript", help="a transcript id (its file name without extension)")
+    search.add_argument("--speaker")
+    search.add_argument("-k", type=int, default=5, help="how many results (default 5)")
+    search.add_argument("--json", action="store_true", help="print JSON lines instead of cards")
+    for name in ("--data-dir", "--chroma-url", "--config"):
+        search.add_argument(name)
+    model = sub.add_parser("model", help="assemble and verify the default offline model, print its path")
+    model.set_defaults(command="model")
+    from jtbd.eval import cli as eval_cli
+
+    eval_cli.add_parsers(sub, _backend_options)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "code":
+            return cmd_code(args)
+        if args.command == "search":
+            return cmd_search(args)
+        if args.command == "model":
+            from jtbd.coding.model_files import ensure_default_model
+
+            out.print(str(ensure_default_model()))
+            return 0
+        from jtbd.eval import cli as eval_cli
+
+        return eval_cli.run(args, settings_from)
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
+        console.print(f"[red]error:[/red] {err}")
+        return 2
+
+
+def cmd_code(args: argparse.Namespace) -> int:
+    from jtbd.flows.code_batch import run_batch
+
+    settings = settings_from(args)
+    run_dir = args.out or str(Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
+    with batch_progress():
+        summary = run_batch(list(args.paths), settings, run_dir)
+    print_summary(summary.as_dict())
+    return 1 if summary.transcripts_failed else 0
+
+
+class batch_progress:
+    """A progress bar for transcripts and chunks, fed by the flow's events."""
+
+    def __enter__(self) -> "batch_progress":
+        from jtbd.coding import progress
+
+        self.bar = Progress(TextColumn("{task.description:<12}"), BarColumn(), MofNCompleteColumn(),
+                            TimeElapsedColumn(), console=console, transient=False)
+        self.transcripts = self.bar.add_task("transcripts", total=None)
+        self.chunks = self.bar.add_task("chunks", total=0)
+        self.stop = progress.listen(self.on_event)
+        self.bar.start()
+        return self
+
+    def on_event(self, event: str, *args: Any, **kwargs: Any) -> None:
+        if event == "transcripts_total":
+            self.bar.update(self.transcripts, total=args[0])
+        elif event == "chunks_total":
+            self.bar.update(self.chunks, total=(self.bar.tasks[self.chunks].total or 0) + args[0])
+        elif event == "chunk_done":
+            self.bar.advance(self.chunks)
+        elif event == "transcript_done":
+            self.bar.advance(self.transcripts)
+            if not kwargs.get("ok"):
+                console.print(f"[red]failed:[/red] {args[0]}")
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+        self.bar.stop()
+
+
+def print_summary(s: dict[str, Any]) -> None:
+    for path, problem in s["transcripts_failed"]:
+        console.print(f"[red]error:[/red] {path}: {problem}")
+    table = Table(title="jtbd code: summary", show_header=False)
+    rows = [
+        ("transcripts ok / failed", f"{len(s['transcripts_ok'])} / {len(s['transcripts_failed'])}"),
+        ("chunks (cache hits)", f"{s['chunks']} ({s['cache_hits']})"),
+        ("codes", ", ".join(f"{k} {v}" for k, v in s["codes"].items())),
+        ("rejected quotes", str(s["rejected_quotes"])),
+        ("LLM calls", str(s["llm_calls"])),
+        ("tokens prompt / completion", f"{s['prompt_tokens']} / {s['completion_tokens']}"),
+        ("LLM seconds / wall seconds", f"{s['llm_seconds']} / {s['wall_seconds']}"),
+        ("model", s["model"]),
+        ("prompt / schema version", f"{s['prompt_version']} / {s['schema_version']}"),
+        ("run folder", s["out_dir"]),
+    ]
+    for key, value in rows:
+        table.add_row(key, value)
+    out.print(table)
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from jtbd.coding.embed import make_embedder
+    from jtbd.coding.store import CodeStore, open_collection
+
+    settings = settings_from(args)
+    if not settings.chroma_url and not settings.chroma_path.exists():
+        raise FileNotFoundError(f"no coded transcripts yet in {settings.chroma_path}; run 'jtbd code' first")
+    store = CodeStore(open_collection(str(settings.chroma_path), settings.chroma_url, settings.collection),
+                      make_embedder(settings.embeddings, settings.embedding_model, settings.base_url,
+                                    settings.api_key, settings.timeout))
+    hits = store.search(args.query, k=args.k, kind=args.kind, force=args.force,
+                        transcript=args.transcript, speaker=args.speaker)
+    if args.json:
+        for hit in hits:
+            out.print_json(json.dumps({"id": hit.id, "quote": hit.quote, "score": hit.score, **hit.meta}))
+    else:
+        for hit in hits:
+            out.print(quote_card(hit))
+    if not hits:
+        console.print("no matching codes")
+    return 0
+
+
+def quote_card(hit: Any) -> str:
+    from jtbd.schemas.transcript import format_timestamp
+
+    m = hit.meta
+    when = format_timestamp(m["start_seconds"]) if m.get("start_seconds", -1) >= 0 else "no timestamp"
+    code = m["label"] + (f": {m['statement']}" if m.get("statement") else "")
+    context = f"...{m.get('context_before', '')[-80:]} [bold]>>{hit.quote}<<[/bold] {m.get('context_after', '')[:80]}..."
+    return (f"[bold cyan]\"{hit.quote}\"[/bold cyan]\n"
+            f"  {code}  |  {m['source']}  |  {m['speaker']}  |  {when}  |  similarity {hit.score}\n"
+            f"  [dim]{context}[/dim]\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The codebook and the transcript model: the contract between prompts and code."""

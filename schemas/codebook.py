@@ -1,0 +1,238 @@
+"""The codebook as pydantic models.
+
+Two families live here:
+
+* the *stored* codes (`Force`, `Trigger`, `JobStory`, `Quote`): what the
+  product outputs, each carrying the interviewee's verbatim words and where
+  they are in the transcript;
+* the *drafts* the LLM fills in (`SentenceCodes`, `JobsAndQuotes`,
+  `QuotedCodes`): field descriptions are part of the prompt and validators
+  encode the codebook's rules, so a violation is re-asked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from functools import lru_cache
+from enum import Enum
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, Field, ValidationInfo, create_model, field_validator, model_validator
+
+
+class ForceType(str, Enum):
+    push = "push"
+    pull = "pull"
+    anxiety = "anxiety"
+    habit = "habit"
+
+
+class Dimension(str, Enum):
+    functional = "functional"
+    emotional = "emotional"
+    social = "social"
+
+
+class Alignment(str, Enum):
+    exact = "exact"
+    normalized = "normalized"  # equal after folding case, whitespace and punctuation
+    fuzzy = "fuzzy"
+
+
+KINDS = ("job", "trigger", "force", "quote")
+
+
+# --- stored codes -----------------------------------------------------------
+
+
+class Grounding(BaseModel):
+    transcript: str
+    source: str
+    speaker: str
+    turn_index: int
+    char_start: int
+    char_end: int
+    start_seconds: float | None = None
+    end_seconds: float | None = None
+    alignment: Alignment
+    alignment_score: float = 100.0
+    model_quote: str | None = Field(
+        default=None, description="the model's words when they differed from the transcript's"
+    )
+
+
+class Provenance(BaseModel):
+    prompt_version: str
+    schema_version: str
+    model: str
+
+
+class _Code(BaseModel):
+    quote: str = Field(description="the interviewee's exact words: transcript.text[char_start:char_end]")
+    note: str | None = None
+    grounding: Grounding
+    provenance: Provenance
+
+    @property
+    def id(self) -> str:
+        """Deterministic: transcript + kind (+ subtype) + offsets, so re-runs upsert."""
+        g = self.grounding
+        return f"{g.transcript}:{self.label}:{g.char_start}-{g.char_end}"
+
+    @property
+    def label(self) -> str:
+        return self.kind  # type: ignore[attr-defined]
+
+
+class Force(_Code):
+    kind: Literal["force"] = "force"
+    force: ForceType
+
+    @property
+    def label(self) -> str:
+        return f"force.{self.force.value}"
+
+
+class Trigger(_Code):
+    kind: Literal["trigger"] = "trigger"
+
+
+class JobStory(_Code):
+    kind: Literal["job"] = "job"
+    situation: str
+    motivation: str
+    outcome: str
+    dimension: Dimension
+
+    @property
+    def statement(self) -> str:
+        return f"When {self.situation}, I want to {self.motivation}, so I can {self.outcome}."
+
+    @property
+    def label(self) -> str:
+        return f"job.{self.dimension.value}"
+
+
+class Quote(_Code):
+    kind: Literal["quote"] = "quote"
+
+
+Code = Annotated[Union[Force, Trigger, JobStory, Quote], Field(discriminator="kind")]
+
+
+class CodedTranscript(BaseModel):
+    transcript: str
+    source: str
+    codes: list[Code]
+    rejected: list[dict] = Field(default_factory=list, description="model quotes that could not be grounded")
+
+
+# --- drafts the LLM fills in --------------------------------------------------
+
+SentenceLabel = Literal["push", "pull", "anxiety", "habit", "trigger"]
+SentenceCodeValue = Literal["push", "pull", "anxiety", "habit", "trigger", "none"]
+
+
+def _check_sentence(value: int, info: ValidationInfo) -> int:
+    allowed = (info.context or {}).get("sentence_ids")
+    if allowed is not None and value not in allowed:
+        raise ValueError(
+            f"sentence {value} is not a numbered interviewee sentence of this excerpt; "
+            "use only the numbers shown in square brackets"
+        )
+    return value
+
+
+class SentenceCode(BaseModel):
+    n: int = Field(description="the sentence number in square brackets")
+    code: SentenceCodeValue
+
+
+class SentenceCodes(BaseModel):
+    """One code per numbered interviewee sentence, in order (`none` for most)."""
+
+    items: list[SentenceCode]
+
+    @model_validator(mode="after")
+    def _one_per_sentence(self, info: ValidationInfo) -> "SentenceCodes":
+        expected = sorted((info.context or {}).get("sentence_ids") or [])
+        if expected and [item.n for item in self.items] != expected:
+            raise ValueError(f"give exactly one item per numbered sentence, in order: n = 1 to {len(expected)}")
+        return self
+
+
+@lru_cache(maxsize=256)
+def sentence_codes_for(count: int) -> type[SentenceCodes]:
+    """A SentenceCodes whose schema fixes the items to n = 1..count, in order.
+
+    Under a grammar (llama.cpp) the model then cannot skip a sentence, invent a
+    number or run on: it must judge every sentence, which is what stops a small
+    model from listing sentence after sentence with one label.
+    """
+    items = tuple(create_model(f"SentenceCode{n}", __base__=SentenceCode, n=(Literal[n], Field(description=f"sentence [{n}]")))
+                  for n in range(1, count + 1))
+    return create_model(f"SentenceCodes{count}", __base__=SentenceCodes, items=(tuple[items], ...))  # type: ignore[valid-type]
+
+
+class JobDraft(BaseModel):
+    sentence: int = Field(description="the numbered interviewee sentence that best shows this job")
+    when: str = Field(max_length=160, description="the situation, without the word 'When'")
+    i_want_to: str = Field(max_length=160, description="the motivation, without 'I want to'")
+    so_i_can: str = Field(max_length=160, description="the expected outcome, without 'so I can'")
+    dimension: Dimension
+
+    _sentence_exists = field_validator("sentence")(_check_sentence)
+
+    @field_validator("when", "i_want_to", "so_i_can")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("every part of the job story must be filled in")
+        return value.strip()
+
+
+class JobsAndQuotes(BaseModel):
+    jobs: list[JobDraft] = Field(default_factory=list, max_length=3)
+    quotable: list[int] = Field(
+        default_factory=list, max_length=3,
+        description="numbers of the most vivid, specific, emotional interviewee sentences",
+    )
+
+    @field_validator("quotable")
+    @classmethod
+    def _quotable_exist(cls, values: list[int], info: ValidationInfo) -> list[int]:
+        return [_check_sentence(v, info) for v in values]
+
+
+class QuotedCode(BaseModel):
+    """A code whose quote the model copies (the `quotes` strategy, for larger models)."""
+
+    quote: str = Field(max_length=400, description="the interviewee's exact words, copied character for character")
+    code: SentenceLabel
+
+    @field_validator("quote")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if len(value.split()) < 3:
+            raise ValueError("a quote must be at least three words of the interviewee's exact words")
+        return value
+
+
+class QuotedCodes(BaseModel):
+    items: list[QuotedCode] = Field(default_factory=list, max_length=16)
+
+
+DRAFT_MODELS: dict[str, type[BaseModel]] = {
+    "SentenceCodes": SentenceCodes,
+    "JobsAndQuotes": JobsAndQuotes,
+    "QuotedCodes": QuotedCodes,
+}
+
+
+def schema_version() -> str:
+    """A hash of every draft's JSON schema and the stored code schema: changes when the contract does."""
+    payload = {name: model.model_json_schema() for name, model in DRAFT_MODELS.items()}
+    payload["CodedTranscript"] = CodedTranscript.model_json_schema()
+    blob = json.dumps(payload, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
