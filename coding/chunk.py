@@ -47,19 +47,28 @@ def chunk_transcript(transcript: Transcript, chunk_tokens: int = 900, overlap_to
         strip_whitespace=False,
     )
     chunks: list[Chunk] = []
-    for i, text in enumerate(splitter.split_text(transcript.text)):
-        start = _locate(transcript.text, text, chunks[-1].char_start + 1 if chunks else 0)
-        chunks.append(Chunk(transcript.id, i, start, start + len(text), text))
+    for text in splitter.split_text(transcript.text):
+        start = _locate(transcript.text, text, chunks[-1] if chunks else None)
+        if chunks and (start, start + len(text)) == (chunks[-1].char_start, chunks[-1].char_end):
+            continue  # the splitter repeated a chunk (highly repetitive text): code it once
+        chunks.append(Chunk(transcript.id, len(chunks), start, start + len(text), text))
     return chunks
 
 
-def _locate(full: str, piece: str, not_before: int) -> int:
-    """Offset of `piece`: chunks come in order, each starting after the previous one's start.
+def _locate(full: str, piece: str, prev: Chunk | None) -> int:
+    """Offset of `piece`: each chunk starts after the previous one's start and no later than its end.
 
-    (langchain's own start_index assumes the overlap is measured in characters,
-    which it is not here, so offsets are found and checked locally.)
+    The last such occurrence is taken, so repeated text (the same short turn
+    twice) can never move a chunk backwards and leave a gap. (langchain's own
+    start_index assumes the overlap is measured in characters, which it is
+    not here, so offsets are found and checked locally.)
     """
-    at = full.find(piece, not_before)
+    if prev is None:
+        at = 0 if full.startswith(piece) else -1
+    else:
+        at = full.rfind(piece, prev.char_start + 1, prev.char_end + len(piece))
+        if at < 0:  # the splitter dropped separator text or repeated a chunk: take the next occurrence
+            at = full.find(piece, prev.char_start)
     if at < 0:
         raise ValueError("chunk text not found in transcript: splitter changed the text")
     return at

@@ -29,7 +29,11 @@ from jtbd.schemas.transcript import Transcript, Turn
 FUZZY_THRESHOLD = 90.0
 MIN_QUOTE_CHARS = 8  # shorter strings match almost anywhere by chance
 
-_LABEL = re.compile(r"^\s*(?:\[[\d:.]+\]\s*)?(?:[A-Z][\w .'()-]{0,40}?:\s+)")
+_LABEL = re.compile(r"^\s*(?:\[[\d:.]+\]\s*)?(?:([A-Z][\w .'()-]{0,40}?):\s+)")
+# Labels stripped even when the speaker is unknown; any other "Words: " is kept,
+# because speech has colons too ("I told my wife: we're done").
+_GENERIC_LABEL = re.compile(r"(?i)^(?:speaker\s*\d+|interviewer\s*\d*|interviewee|customer|participant|respondent|"
+                            r"user|[A-Z]{1,3}\d?)$")
 _WRAPPERS = "\"'`“”‘’«» "
 
 
@@ -42,10 +46,17 @@ class Span:
     score: float
 
 
-def clean_quote(quote: str) -> str:
-    """Strip what models wrap around a quote: quote marks, a speaker label, ellipses."""
+def clean_quote(quote: str, speakers: Iterable[str] = ()) -> str:
+    """Strip what models wrap around a quote: quote marks, a speaker label, ellipses.
+
+    A leading "Name: " is a label only if Name is one of `speakers` or a generic
+    label such as "Speaker 2" or "Interviewer".
+    """
     q = quote.strip().strip(_WRAPPERS)
-    q = _LABEL.sub("", q, count=1)
+    label = _LABEL.match(q)
+    names = {s.strip().lower() for s in speakers}
+    if label and (label.group(1).strip().lower() in names or _GENERIC_LABEL.match(label.group(1).strip())):
+        q = q[label.end():]
     q = q.strip().strip(_WRAPPERS)
     for dots in ("...", "…"):
         q = q.removeprefix(dots).removesuffix(dots)
@@ -57,7 +68,7 @@ def ground_quote(
     threshold: float = FUZZY_THRESHOLD,
 ) -> Span | None:
     """Align `quote` inside one of `turns` (default: every interviewee turn)."""
-    q = clean_quote(quote)
+    q = clean_quote(quote, {t.speaker for t in transcript.turns})
     if len(q) < MIN_QUOTE_CHARS:
         return None
     candidates = [t for t in (turns if turns is not None else transcript.turns) if t.is_coded]

@@ -52,7 +52,7 @@ def part_paths() -> list[Path]:
 def ensure_default_model(path: Path | None = None) -> Path:
     """Return the verified default model, assembling it on first use."""
     path = path or default_model_path()
-    if path.exists() and _verified_marker(path).exists():
+    if _still_verified(path):
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".partial-{os.getpid()}")
@@ -72,8 +72,17 @@ def ensure_default_model(path: Path | None = None) -> Path:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    _verified_marker(path).write_text(DEFAULT_MODEL_SHA256 + "\n")
+    _verified_marker(path).write_text(f"{DEFAULT_MODEL_SHA256} {path.stat().st_size}\n")
     return path
+
+
+def _still_verified(path: Path) -> bool:
+    """The marker records the hash and size verified at assembly; hashing 1 GB on every run would cost seconds."""
+    marker = _verified_marker(path)
+    if not (path.is_file() and marker.is_file()):
+        return False
+    recorded = marker.read_text().split()
+    return recorded == [DEFAULT_MODEL_SHA256, str(path.stat().st_size)]
 
 
 def _verified_marker(path: Path) -> Path:

@@ -77,8 +77,10 @@ def parse_task(path: str, interviewers: list[str], interviewees: list[str]) -> T
     return load_transcript(Path(path), interviewers=interviewers, interviewees=interviewees)
 
 
-@task(name="code-chunk", retries=3, retry_delay_seconds=exponential_backoff(backoff_factor=2),
-      retry_jitter_factor=0.5, retry_condition_fn=retry_transient,
+RETRY_DELAYS = exponential_backoff(backoff_factor=2)  # 2, 4, 8 ... seconds, with jitter
+
+
+@task(name="code-chunk", retries=3, retry_delay_seconds=RETRY_DELAYS, retry_jitter_factor=0.5, retry_condition_fn=retry_transient,
       cache_key_fn=chunk_cache_key, persist_result=True)
 def code_chunk_task(transcript: Transcript, chunk: Chunk, settings: Settings,
                     provenance: Provenance, cache_key: str) -> ChunkResult:
@@ -120,7 +122,7 @@ def code_batch(paths: list[str], settings: Settings, out_dir: str,
     files, problems = discover(paths)
     summary.transcripts_failed.extend(problems)
     progress.emit("transcripts_total", len(files))
-    coder = code_chunk_task
+    coder = code_chunk_task.with_options(retries=settings.task_retries, retry_delay_seconds=RETRY_DELAYS)
     roles = roles or {}
     default_roles = (list(settings.interviewers), [])
     parsed = {str(f): parse_task.submit(str(f), *roles.get(str(f), default_roles)) for f in files}
@@ -181,8 +183,22 @@ def _reason(future: Any) -> str:
     try:
         future.result()
     except Exception as exc:  # the task's own exception, shown as one line
-        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return describe_error(exc)
     return future.state.message or "failed"
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line: the error and, when it wraps another, the root cause (e.g. a connection error's reason)."""
+    def line(e: BaseException) -> str:
+        text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+    root, seen = exc, {id(exc)}
+    while (nxt := root.__cause__ or root.__context__) is not None and id(nxt) not in seen:
+        seen.add(id(nxt))
+        root = nxt
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return first if root is exc else f"{first} (caused by {line(root)})"
 
 
 def _fill_meter(summary: BatchSummary, settings: Settings, before: dict[str, float]) -> None:

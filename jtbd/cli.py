@@ -117,8 +117,11 @@ class batch_progress:
                             TimeElapsedColumn(), console=console, transient=False)
         self.transcripts = self.bar.add_task("transcripts", total=None)
         self.chunks = self.bar.add_task("chunks", total=0)
+        self.plain = not console.is_terminal  # logs and CI: one line per step instead of a bar
+        self.done = 0
         self.stop = progress.listen(self.on_event)
-        self.bar.start()
+        if not self.plain:
+            self.bar.start()
         return self
 
     def on_event(self, event: str, *args: Any, **kwargs: Any) -> None:
@@ -128,14 +131,21 @@ class batch_progress:
             self.bar.update(self.chunks, total=(self.bar.tasks[self.chunks].total or 0) + args[0])
         elif event == "chunk_done":
             self.bar.advance(self.chunks)
+            if self.plain:
+                task = self.bar.tasks[self.chunks]
+                console.print(f"chunk {int(task.completed)}/{int(task.total or 0)} done "
+                              f"({task.elapsed or 0:.0f} s)")
         elif event == "transcript_done":
             self.bar.advance(self.transcripts)
             if not kwargs.get("ok"):
                 console.print(f"[red]failed:[/red] {args[0]}")
+            elif self.plain:
+                console.print(f"coded: {args[0]}")
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
-        self.bar.stop()
+        if not self.plain:
+            self.bar.stop()
 
 
 def print_summary(s: dict[str, Any]) -> None:

@@ -35,6 +35,7 @@ class Settings:
     n_threads: int = 0  # 0: every core
     concurrency: int = 0  # 0: 1 for the in-process model, 4 for a server
     max_retries: int = 2  # re-asks after a validation error
+    task_retries: int = 3  # retries of a chunk after a transient error (timeout, 429, 5xx), with backoff
     timeout: float = 180.0
     seed: int = 0
     data_dir: str = field(default_factory=lambda: str(_data_home()))
@@ -71,11 +72,15 @@ class Settings:
 _ENV_ALIASES = {"base_url": ("JTBD_BASE_URL", "OPENAI_BASE_URL")}
 
 
-def _coerce(name: str, value: Any) -> Any:
+def _coerce(name: str, value: Any, source: str = "") -> Any:
     kind = type(getattr(Settings(), name))
     if kind is tuple:
         return tuple(v.strip() for v in value.split(",") if v.strip()) if isinstance(value, str) else tuple(value)
-    return kind(value)
+    try:
+        return kind(value)
+    except (TypeError, ValueError) as err:
+        where = f"{source}: " if source else ""
+        raise ValueError(f"{where}setting {name!r} must be {kind.__name__}, not {value!r}") from err
 
 
 def config_file(explicit: str | None = None) -> Path | None:
@@ -92,18 +97,22 @@ def load_settings(flags: dict[str, Any] | None = None, config: str | None = None
     values: dict[str, Any] = {}
     path = config_file(config)
     if path:
-        for key, value in tomllib.loads(path.read_text()).items():
+        try:
+            table = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+            raise ValueError(f"{path}: not a valid TOML settings file ({err})") from err
+        for key, value in table.items():
             if key not in {f.name for f in fields(Settings)}:
                 raise ValueError(f"{path}: unknown setting {key!r}")
-            values[key] = _coerce(key, value)
+            values[key] = _coerce(key, value, str(path))
     for f in fields(Settings):
         for var in _ENV_ALIASES.get(f.name, (f"JTBD_{f.name.upper()}",)):
             if os.environ.get(var):
-                values[f.name] = _coerce(f.name, os.environ[var])
+                values[f.name] = _coerce(f.name, os.environ[var], f"environment variable {var}")
                 break
     for key, value in (flags or {}).items():
         if value not in (None, (), ""):
-            values[key] = _coerce(key, value)
+            values[key] = _coerce(key, value, "--" + key.replace("_", "-"))
     settings = replace(Settings(), **values)
     _check(settings)
     return settings

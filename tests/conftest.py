@@ -1,0 +1,82 @@
+"""Shared fixtures: one Prefect test server per session, isolated data folders, cassettes.
+
+Cassettes hold real responses of llama.cpp's OpenAI-compatible server running
+the default model (see scripts/record_cassettes.py). In CI they replay with
+record mode "none": a request that is not in a cassette fails loudly.
+"""
+
+from __future__ import annotations
+
+import jtbd.environment  # noqa: F401  (offline, quiet defaults before prefect loads)
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CASSETTES = Path(__file__).parent / "cassettes"
+# The server the cassettes were recorded from (scripts/record_cassettes.py starts it here).
+RECORD_HOST, RECORD_PORT = "127.0.0.1", 8765
+RECORD_BASE_URL = f"http://{RECORD_HOST}:{RECORD_PORT}/v1"
+RECORD_MODEL = "qwen2.5-coder-1.5b-instruct-q4_k_m"
+RERECORD = "python scripts/record_cassettes.py"
+
+
+def cassette_mode() -> str:
+    """"none" replays only; scripts/record_cassettes.py sets JTBD_CASSETTE_MODE=all to record anew."""
+    return os.environ.get("JTBD_CASSETTE_MODE", "none")
+
+
+def only_model_server(request):
+    # Prefect's own API calls (httpx to its temporary server) pass through unrecorded.
+    if request.port != RECORD_PORT or "/v1/" not in request.path:
+        return None
+    return request
+
+
+def make_vcr():
+    import vcr
+
+    return vcr.VCR(
+        cassette_library_dir=str(CASSETTES),
+        record_mode=cassette_mode(),
+        match_on=["method", "path", "body"],
+        filter_headers=["authorization", "api-key", "x-api-key", "openai-organization"],
+        before_record_request=only_model_server,
+        decode_compressed_response=True,
+    )
+
+
+@pytest.fixture(scope="session")
+def my_vcr():
+    return make_vcr()
+
+
+@pytest.fixture(scope="session")
+def prefect_harness(tmp_path_factory):
+    """One temporary Prefect server for the whole session (it takes several seconds to start)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture()
+def data_dir(tmp_path, monkeypatch):
+    """A private Chroma store and result cache for one test."""
+    path = tmp_path / "data"
+    monkeypatch.setenv("JTBD_DATA_DIR", str(path))
+    return path
+
+
+def server_settings(data_dir: Path, **overrides):
+    """Settings that point at the recorded llama.cpp server."""
+    from dataclasses import replace
+
+    from jtbd.settings import Settings
+
+    base = Settings(backend="openai", base_url=RECORD_BASE_URL, model=RECORD_MODEL,
+                    llm_mode="json_object_schema", extra_body='{"repeat_penalty": 1.0}',
+                    concurrency=1, timeout=900.0, data_dir=str(data_dir), task_retries=0)
+    return replace(base, **overrides)

@@ -1,0 +1,217 @@
+"""The code_batch flow end to end, replaying recorded llama.cpp server responses.
+
+Real Prefect (one temporary server per session), real Chroma in a temporary
+folder, real MiniLM embeddings; only the model's HTTP answers come from the
+cassette. Faults a real server will not produce on demand (429s, timeouts,
+broken JSON) are injected around the recorded answers.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import RERECORD, ROOT, server_settings
+
+EXAMPLE = ROOT / "examples" / "espresso_machine.txt"
+CASSETTE = "flow/espresso_machine.yaml"
+
+
+def _run(paths, settings, out_dir):
+    from jtbd.flows.code_batch import run_batch
+
+    return run_batch([str(p) for p in paths], settings, str(out_dir))
+
+
+def _fail_on_cassette_miss(summary) -> None:
+    for path, problem in summary.transcripts_failed:
+        if "overwrite existing cassette" in problem or "CannotOverwrite" in problem:
+            pytest.fail(f"{path}: the LLM requests changed (prompts, schemas or chunking?) and are not in "
+                        f"the cassette; re-record with: {RERECORD}")
+
+
+@pytest.fixture()
+def coded(prefect_harness, my_vcr, data_dir, tmp_path):
+    """The example transcript coded once from the cassette, plus its settings and run folder."""
+    settings = server_settings(data_dir)
+    with my_vcr.use_cassette(CASSETTE):
+        summary = _run([EXAMPLE], settings, tmp_path / "run1")
+    _fail_on_cassette_miss(summary)
+    return settings, summary, tmp_path / "run1"
+
+
+def _stored(settings):
+    from jtbd.coding.store import open_collection
+
+    col = open_collection(str(settings.chroma_path), "", settings.collection)
+    return col.get(include=["documents", "metadatas"])
+
+
+def test_codes_are_grounded_in_interviewee_turns(coded):
+    from jtbd.coding.parse import load_transcript
+
+    settings, summary, run = coded
+    assert summary.transcripts_ok == [str(EXAMPLE)] and not summary.transcripts_failed
+    assert summary.llm_calls >= summary.chunks >= 1
+    assert summary.prompt_tokens > 0 and summary.completion_tokens > 0
+    transcript = load_transcript(EXAMPLE)
+    lines = (run / "codes.jsonl").read_text().splitlines()
+    assert len(lines) == sum(summary.codes.values()) > 0
+    for line in lines:
+        code = json.loads(line)
+        g = code["grounding"]
+        assert transcript.text[g["char_start"]:g["char_end"]] == code["quote"]
+        turn = transcript.turns[g["turn_index"]]
+        assert turn.is_coded and turn.char_start <= g["char_start"] < g["char_end"] <= turn.char_end
+        assert code["provenance"]["prompt_version"] == summary.prompt_version
+        assert code["provenance"]["model"] == settings.model
+
+
+def test_store_holds_exactly_the_run(coded):
+    settings, summary, run = coded
+    stored = _stored(settings)
+    ids_in_run = {json.loads(line)["id"] for line in (run / "codes.jsonl").read_text().splitlines()}
+    assert set(stored["ids"]) == ids_in_run
+    for meta in stored["metadatas"]:
+        assert meta["transcript"] == "espresso_machine" and meta["speaker"] != "Interviewer"
+        assert meta["prompt_version"] == summary.prompt_version
+
+
+def test_run_folder_has_every_output(coded):
+    _, summary, run = coded
+    for name in ("codes.jsonl", "codes.csv", "summary.json", "espresso_machine.json", "espresso_machine.md"):
+        assert (run / name).is_file(), name
+    report = (run / "espresso_machine.md").read_text()
+    assert "##" in report
+    assert json.loads((run / "summary.json").read_text())["chunks"] == summary.chunks
+
+
+def test_rerun_makes_no_llm_calls_and_does_not_duplicate(coded, my_vcr, tmp_path):
+    settings, first, _ = coded
+    before = _stored(settings)["ids"]
+    with my_vcr.use_cassette(CASSETTE, allow_playback_repeats=True) as cassette:
+        second = _run([EXAMPLE], settings, tmp_path / "run2")
+        assert cassette.play_count == 0  # every chunk came from the persisted cache
+    assert second.llm_calls == 0 and second.cache_hits == second.chunks == first.chunks
+    assert second.codes == first.codes
+    assert sorted(_stored(settings)["ids"]) == sorted(before)
+
+
+def test_search_finds_a_quote_by_meaning(coded):
+    from jtbd.coding.embed import make_embedder
+    from jtbd.coding.store import CodeStore, open_collection
+
+    settings, _, run = coded
+    codes = [json.loads(line) for line in (run / "codes.jsonl").read_text().splitlines()]
+    target = max(codes, key=lambda c: len(c["quote"]))
+    store = CodeStore(open_collection(str(settings.chroma_path), "", settings.collection),
+                      make_embedder("local", "", "", "", 10))
+    # Ask in other words: the target's quote with its first words dropped and lower-cased.
+    words = target["quote"].split()
+    query = " ".join(words[len(words) // 3:]).lower()
+    hits = store.search(query, k=3)
+    assert target["id"] in [h.id for h in hits]
+    only = store.search(query, k=5, kind=target["kind"])
+    assert only and all(h.meta["kind"] == target["kind"] for h in only)
+
+
+def test_bad_file_fails_alone_and_leaves_nothing_in_the_store(prefect_harness, my_vcr, data_dir, tmp_path):
+    bad = tmp_path / "broken.vtt"
+    bad.write_text("this is not WEBVTT\n\n00:01 --> nonsense\n")
+    settings = server_settings(data_dir)
+    with my_vcr.use_cassette(CASSETTE):
+        summary = _run([bad, EXAMPLE], settings, tmp_path / "run")
+    _fail_on_cassette_miss(summary)
+    assert summary.transcripts_ok == [str(EXAMPLE)]
+    [(path, problem)] = summary.transcripts_failed
+    assert path == str(bad) and problem
+    assert {m["transcript"] for m in _stored(settings)["metadatas"]} == {"espresso_machine"}
+
+
+def _faulty(monkeypatch, fault, times):
+    """Wrap the real OpenAI create so its first `times` calls fail with `fault()` before reaching the cassette."""
+    from jtbd.coding import backends
+
+    real = backends._openai_create
+    calls = {"n": 0}
+
+    def patched(settings):
+        create = real(settings)
+
+        def maybe_fail(**kwargs):
+            calls["n"] += 1
+            if calls["n"] <= times:
+                raise fault()
+            return create(**kwargs)
+
+        return maybe_fail
+
+    monkeypatch.setattr(backends, "_openai_create", patched)
+    backends._LLMS.clear()
+    return calls
+
+
+def _status_error(code):
+    import httpx2
+    from openai import APIStatusError, RateLimitError, InternalServerError
+
+    request = httpx2.Request("POST", "http://127.0.0.1:8765/v1/chat/completions")
+    response = httpx2.Response(code, request=request, json={"error": {"message": "injected"}})
+    cls = {429: RateLimitError, 500: InternalServerError}.get(code, APIStatusError)
+    return lambda: cls("injected", response=response, body=None)
+
+
+@pytest.mark.parametrize("code", [429, 500])
+def test_transient_errors_are_retried(prefect_harness, my_vcr, data_dir, tmp_path, monkeypatch, code):
+    calls = _faulty(monkeypatch, _status_error(code), times=1)
+    settings = server_settings(data_dir, task_retries=2)
+    monkeypatch.setattr("jtbd.flows.code_batch.RETRY_DELAYS", [0.1, 0.1])
+    with my_vcr.use_cassette(CASSETTE):
+        summary = _run([EXAMPLE], settings, tmp_path / "run")
+    _fail_on_cassette_miss(summary)
+    assert summary.transcripts_ok == [str(EXAMPLE)], summary.transcripts_failed
+    assert calls["n"] > summary.llm_calls  # the injected failure never reached the meter
+
+
+def test_a_permanent_error_fails_the_transcript_and_stores_nothing(prefect_harness, my_vcr, data_dir,
+                                                                   tmp_path, monkeypatch):
+    _faulty(monkeypatch, _status_error(401), times=10_000)
+    settings = server_settings(data_dir, task_retries=2)
+    with my_vcr.use_cassette(CASSETTE):
+        summary = _run([EXAMPLE], settings, tmp_path / "run")
+    [(path, problem)] = summary.transcripts_failed
+    assert "injected" in problem
+    assert not summary.transcripts_ok and summary.llm_calls == 0
+    assert not settings.chroma_path.exists() or not _stored(settings)["ids"]
+
+
+def test_broken_json_is_reasked(prefect_harness, my_vcr, data_dir, tmp_path, monkeypatch):
+    """The first answer is cut off mid-JSON (as a looping model hitting max_tokens would be); instructor re-asks."""
+    from jtbd.coding import backends
+
+    real = backends._openai_create
+    state = {"broken": 0}
+
+    def patched(settings):
+        create = real(settings)
+
+        def breaks_first(**kwargs):
+            response = create(**kwargs)
+            if state["broken"] == 0:
+                state["broken"] += 1
+                response.choices[0].message.content = response.choices[0].message.content[:25]
+            return response
+
+        return breaks_first
+
+    monkeypatch.setattr(backends, "_openai_create", patched)
+    backends._LLMS.clear()
+    settings = server_settings(data_dir)
+    with my_vcr.use_cassette(CASSETTE, allow_playback_repeats=True):
+        summary = _run([EXAMPLE], settings, tmp_path / "run")
+    if summary.transcripts_failed:
+        _fail_on_cassette_miss(summary)
+    assert state["broken"] == 1
+    assert summary.transcripts_ok == [str(EXAMPLE)], summary.transcripts_failed

@@ -1,0 +1,184 @@
+"""Deterministic ids for stored codes, and stable version hashes for the schema and the prompts."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import BaseModel
+
+import jtbd.prompts as prompts
+from jtbd.prompts import load_strategy, strategies
+from jtbd.schemas import codebook
+from jtbd.schemas.codebook import (
+    Alignment, CodedTranscript, Dimension, Force, ForceType, Grounding, JobStory, Provenance, Quote,
+    Trigger, schema_version,
+)
+
+FAST = settings(max_examples=60, deadline=None)
+HASH = re.compile(r"[0-9a-f]{12}")
+PROMPTS_DIR = Path(prompts.__file__).resolve().parent
+
+
+def grounding(transcript: str = "gym_cancel", start: int = 10, end: int = 42, **kw) -> Grounding:
+    return Grounding(transcript=transcript, source=f"{transcript}.txt", speaker="Dana", turn_index=3,
+                     char_start=start, char_end=end, alignment=Alignment.exact, **kw)
+
+
+def make(kind: str, g: Grounding, prompt_version: str = "p1", note: str | None = None):
+    prov = Provenance(prompt_version=prompt_version, schema_version="s1", model="m")
+    common = dict(quote="the words", grounding=g, provenance=prov, note=note)
+    if kind.startswith("force."):
+        return Force(force=ForceType(kind.removeprefix("force.")), **common)
+    if kind.startswith("job."):
+        return JobStory(situation="s", motivation="m", outcome="o", dimension=Dimension(kind.removeprefix("job.")),
+                        **common)
+    return {"trigger": Trigger, "quote": Quote}[kind](**common)
+
+
+KINDS = ["force.push", "force.pull", "force.anxiety", "force.habit", "trigger", "quote",
+         "job.functional", "job.emotional", "job.social"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_id_is_transcript_label_and_offsets(kind):
+    c = make(kind, grounding())
+    assert c.label == kind
+    assert c.id == f"gym_cancel:{kind}:10-42"
+
+
+def test_id_ignores_wording_notes_and_provenance():
+    a = make("force.push", grounding())
+    b = make("force.push", grounding(alignment_score=93.0, model_quote="other words"), prompt_version="p2",
+             note="a note")
+    assert a.id == b.id
+
+
+def test_id_survives_a_json_round_trip():
+    codes = [make(kind, grounding(start=5 * i, end=5 * i + 20)) for i, kind in enumerate(KINDS)]
+    doc = CodedTranscript(transcript="gym_cancel", source="gym_cancel.txt", codes=codes)
+    back = CodedTranscript.model_validate_json(doc.model_dump_json())
+    assert [c.id for c in back.codes] == [c.id for c in codes]
+    assert [type(c) for c in back.codes] == [type(c) for c in codes]
+
+
+@FAST
+@given(a=st.tuples(st.sampled_from(["t1", "t2"]), st.sampled_from(KINDS), st.integers(0, 50), st.integers(1, 50)),
+       b=st.tuples(st.sampled_from(["t1", "t2"]), st.sampled_from(KINDS), st.integers(0, 50), st.integers(1, 50)))
+def test_ids_equal_exactly_when_inputs_equal(a, b):
+    def build(spec):
+        transcript, kind, start, length = spec
+        return make(kind, grounding(transcript, start, start + length))
+
+    assert build(a).id == build(a).id
+    assert (build(a).id == build(b).id) == (a == b)
+
+
+def test_schema_version_is_a_stable_hash():
+    first = schema_version()
+    assert HASH.fullmatch(first)
+    assert all(schema_version() == first for _ in range(3))
+
+
+def test_schema_version_is_the_same_in_a_fresh_interpreter():
+    code = "from jtbd.schemas.codebook import schema_version; print(schema_version())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={"PYTHONHASHSEED": "12345", "PATH": ""})
+    assert out.stdout.strip() == schema_version()
+
+
+def test_schema_version_changes_with_the_contract(monkeypatch):
+    before = schema_version()
+
+    class Extra(BaseModel):
+        field: int
+
+    monkeypatch.setitem(codebook.DRAFT_MODELS, "Extra", Extra)
+    assert schema_version() != before
+    monkeypatch.undo()
+    assert schema_version() == before
+
+
+# --- prompt versions ----------------------------------------------------------
+
+
+@pytest.fixture
+def prompt_copy(tmp_path, monkeypatch) -> Path:
+    """A copy of the prompt files; the loader is pointed at it (it only reads its own package)."""
+    copy = tmp_path / "prompts"
+    shutil.copytree(PROMPTS_DIR, copy, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    monkeypatch.setattr(prompts, "_read", lambda name: (copy / name).read_text(encoding="utf-8").strip())
+    return copy
+
+
+def test_strategy_versions_are_stable_hashes():
+    names = strategies()
+    assert {"sentences", "quotes"} <= set(names)
+    versions = {name: load_strategy(name).version for name in names}
+    assert all(HASH.fullmatch(v) for v in versions.values())
+    assert {name: load_strategy(name).version for name in names} == versions
+    assert len(set(versions.values())) == len(names)
+    assert load_strategy().version == versions["sentences"]
+
+
+def test_copied_prompts_give_the_same_versions(prompt_copy):
+    """The redirected reader is faithful: an untouched copy hashes like the package's own files."""
+    copied = {name: load_strategy(name).version for name in strategies()}
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(prompts, "_read", lambda name: (PROMPTS_DIR / name).read_text(encoding="utf-8").strip())
+        assert {name: load_strategy(name).version for name in strategies()} == copied
+
+
+def _versions() -> dict[str, str]:
+    return {name: load_strategy(name).version for name in strategies()}
+
+
+@pytest.mark.parametrize(("edited", "changes"), [
+    ("label_sentences.md", {"sentences"}),
+    ("quote_codes.md", {"quotes"}),
+    ("jobs_quotes.md", {"sentences", "quotes"}),
+    ("system.md", {"sentences", "quotes"}),
+])
+def test_editing_a_prompt_file_changes_exactly_the_strategies_that_use_it(prompt_copy, edited, changes):
+    before = _versions()
+    path = prompt_copy / edited
+    path.write_text(path.read_text(encoding="utf-8") + "\nBe brief.\n", encoding="utf-8")
+    after = _versions()
+    assert {name for name in before if before[name] != after[name]} == changes
+    path.write_text(path.read_text(encoding="utf-8").replace("\nBe brief.\n", ""), encoding="utf-8")
+    assert _versions() == before  # the version is a function of the text
+
+
+def test_editing_the_excerpt_template_changes_every_version(prompt_copy):
+    before = _versions()
+    path = prompt_copy / "excerpt.md"
+    path.write_text("Read this carefully.\n" + path.read_text(encoding="utf-8"), encoding="utf-8")
+    after = _versions()
+    assert all(before[name] != after[name] for name in before)
+
+
+def test_editing_a_pass_entry_changes_its_strategy(prompt_copy):
+    before = _versions()
+    path = prompt_copy / "passes.toml"
+    text = path.read_text(encoding="utf-8")
+    assert "max_tokens = 900" in text
+    path.write_text(text.replace("max_tokens = 900", "max_tokens = 901"), encoding="utf-8")
+    after = _versions()
+    assert after["quotes"] != before["quotes"] and after["sentences"] == before["sentences"]
+
+
+def test_excerpt_template_without_placeholder_is_rejected(prompt_copy):
+    (prompt_copy / "excerpt.md").write_text("No placeholder here.\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="excerpt"):
+        load_strategy("sentences")
+
+
+def test_unknown_strategy_names_the_choices():
+    with pytest.raises(ValueError, match="unknown strategy 'nope'.*quotes.*sentences"):
+        load_strategy("nope")

@@ -1,0 +1,35 @@
+"""Live: the embedded default model codes a short transcript in process, no cassette.
+
+Slow (loads the 1 GB model and runs it on the CPU); deselect with `-m "not live"`.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import ROOT
+
+SHORT = ROOT / "tests" / "data" / "short_interview.txt"
+
+
+@pytest.mark.live
+def test_embedded_model_codes_a_short_transcript(prefect_harness, data_dir, tmp_path):
+    from jtbd.coding.parse import load_transcript
+    from jtbd.flows.code_batch import run_batch
+    from jtbd.settings import Settings
+
+    settings = Settings(data_dir=str(data_dir))  # the offline default: local backend, default model
+    summary = run_batch([str(SHORT)], settings, str(tmp_path / "run"))
+    assert summary.transcripts_ok == [str(SHORT)], summary.transcripts_failed
+    assert summary.llm_calls >= 1 and summary.completion_tokens > 0
+    transcript = load_transcript(SHORT)
+    codes = [json.loads(line) for line in (tmp_path / "run" / "codes.jsonl").read_text().splitlines()]
+    assert codes, "the model found nothing at all in a transcript full of forces"
+    for code in codes:
+        g = code["grounding"]
+        assert transcript.text[g["char_start"]:g["char_end"]] == code["quote"]
+        assert g["speaker"] == "Priya"
+    again = run_batch([str(SHORT)], settings, str(tmp_path / "run2"))
+    assert again.llm_calls == 0 and again.cache_hits == again.chunks
