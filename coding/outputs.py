@@ -27,13 +27,19 @@ def code_row(code: Any) -> dict[str, Any]:
     }
 
 
+def code_record(code: Any) -> dict[str, Any]:
+    """One line of codes.jsonl: the stored code plus its id, label and (for jobs) the job story."""
+    extra = {"statement": code.statement} if hasattr(code, "statement") else {}
+    return {"id": code.id, "label": code.label, **extra, **code.model_dump(mode="json")}
+
+
 def write_run(out: Path, coded: Iterable[CodedTranscript], summary: dict[str, Any]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     coded = list(coded)
     codes = [c for ct in coded for c in ct.codes]
     with open(out / "codes.jsonl", "w", encoding="utf-8") as f:
         for code in codes:
-            f.write(code.model_dump_json() + "\n")
+            f.write(json.dumps(code_record(code), ensure_ascii=False) + "\n")
     with open(out / "codes.csv", "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
         writer.writeheader()

@@ -28,12 +28,13 @@ def _backend_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--model", help="model name (required for --backend openai)")
     g.add_argument("--model-path", help="local backend: a GGUF file instead of the default model")
     g.add_argument("--base-url", help="openai backend: the server's base URL, e.g. http://localhost:11434/v1")
+    g.add_argument("--extra-body", help='openai backend: JSON merged into every request, e.g. \'{"repeat_penalty": 1.0}\'')
     g.add_argument("--llm-mode", choices=["auto", "tools", "json", "md_json", "json_schema", "json_object_schema"],
                    help="how structured output is requested (default auto: json_object_schema for llama.cpp "
                         "in process, tools for servers; use json_object_schema for a llama.cpp server)")
     g.add_argument("--strategy", help="extraction strategy from prompts/passes.toml (default sentences)")
-    g.add_argument("--chunk-tokens", type=int, help="chunk size in estimated tokens (default 1500)")
-    g.add_argument("--overlap-tokens", type=int, help="chunk overlap in estimated tokens (default 150)")
+    g.add_argument("--chunk-tokens", type=int, help="chunk size in estimated tokens (default 2500)")
+    g.add_argument("--overlap-tokens", type=int, help="chunk overlap in estimated tokens (default 200)")
     g.add_argument("--concurrency", type=int, help="chunks coded at once (default 1 local, 4 server)")
     g.add_argument("--interviewer", action="append", dest="interviewers", default=None,
                    help="an interviewer's speaker label; repeat for two interviewers")
@@ -42,7 +43,7 @@ def _backend_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--config", help="a TOML settings file")
 
 
-_SETTING_FLAGS = ("backend", "model", "model_path", "base_url", "llm_mode", "strategy", "chunk_tokens",
+_SETTING_FLAGS = ("backend", "model", "model_path", "base_url", "extra_body", "llm_mode", "strategy", "chunk_tokens",
                   "overlap_tokens", "concurrency", "interviewers", "data_dir", "chroma_url")
 
 

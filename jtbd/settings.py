@@ -29,8 +29,8 @@ class Settings:
     extra_body: str = ""  # openai: JSON merged into each request, e.g. {"repeat_penalty": 1.0} for llama.cpp
     llm_mode: str = "auto"  # auto: json_object_schema for llama.cpp in process, tools for servers
     strategy: str = "sentences"  # see prompts/passes.toml
-    chunk_tokens: int = 1500
-    overlap_tokens: int = 150
+    chunk_tokens: int = 2500  # fewer, larger chunks: prompt tokens are the cost on a CPU
+    overlap_tokens: int = 200
     n_ctx: int = 6144
     n_threads: int = 0  # 0: every core
     concurrency: int = 0  # 0: 1 for the in-process model, 4 for a server

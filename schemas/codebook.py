@@ -175,6 +175,64 @@ def sentence_codes_for(count: int) -> type[SentenceCodes]:
     return create_model(f"SentenceCodes{count}", __base__=SentenceCodes, items=(tuple[items], ...))  # type: ignore[valid-type]
 
 
+class FoundSentences(BaseModel):
+    """For each code, the few numbered interviewee sentences that clearly show it (most sentences show none)."""
+
+    push: list[int] = Field(default_factory=list, max_length=4)
+    pull: list[int] = Field(default_factory=list, max_length=4)
+    anxiety: list[int] = Field(default_factory=list, max_length=4)
+    habit: list[int] = Field(default_factory=list, max_length=4)
+    trigger: list[int] = Field(default_factory=list, max_length=2)
+
+    @field_validator("push", "pull", "anxiety", "habit", "trigger")
+    @classmethod
+    def _known(cls, values: list[int], info: ValidationInfo) -> list[int]:
+        return list(dict.fromkeys(_check_sentence(v, info) for v in values))
+
+    def labelled(self) -> list[tuple[int, str]]:
+        """(sentence, code) pairs; a sentence listed under several codes keeps the first in codebook order."""
+        seen: dict[int, str] = {}
+        for code in ("trigger", "push", "pull", "anxiety", "habit"):
+            for n in getattr(self, code):
+                seen.setdefault(n, code)
+        return sorted(seen.items())
+
+
+@lru_cache(maxsize=256)
+def found_sentences_for(count: int) -> type[FoundSentences]:
+    """A FoundSentences whose numbers are restricted to 1..count, so a grammar cannot invent sentences."""
+    number = Literal[tuple(range(1, count + 1))]  # type: ignore[valid-type]
+    lists = {code: (list[number], Field(..., max_length=limit))  # type: ignore[valid-type]  (every key: judge each code)
+             for code, limit in (("push", 4), ("pull", 4), ("anxiety", 4), ("habit", 4), ("trigger", 2))}
+    return create_model(f"FoundSentences{count}", __base__=FoundSentences, **lists)
+
+
+class FoundItem(BaseModel):
+    why: str = Field(max_length=120, description="in a few words, what the customer says here")
+    code: SentenceLabel
+    sentence: int = Field(description="the number in square brackets of that customer sentence")
+
+
+class FoundItems(BaseModel):
+    """The sentences that show a code, each with a few words on what the customer says first."""
+
+    items: list[FoundItem] = Field(default_factory=list, max_length=8)
+
+    def labelled(self) -> list[tuple[int, str]]:
+        seen: dict[int, str] = {}
+        for item in self.items:
+            seen.setdefault(item.sentence, item.code)
+        return sorted(seen.items())
+
+
+@lru_cache(maxsize=256)
+def found_items_for(count: int) -> type[FoundItems]:
+    number = Literal[tuple(range(1, count + 1))]  # type: ignore[valid-type]
+    item = create_model(f"FoundItem{count}", __base__=FoundItem, sentence=(number, ...))
+    return create_model(f"FoundItems{count}", __base__=FoundItems,
+                        items=(list[item], Field(default_factory=list, max_length=8)))  # type: ignore[valid-type]
+
+
 class JobDraft(BaseModel):
     sentence: int = Field(description="the numbered interviewee sentence that best shows this job")
     when: str = Field(max_length=160, description="the situation, without the word 'When'")
@@ -193,7 +251,7 @@ class JobDraft(BaseModel):
 
 
 class JobsAndQuotes(BaseModel):
-    jobs: list[JobDraft] = Field(default_factory=list, max_length=3)
+    jobs: list[JobDraft] = Field(default_factory=list, max_length=2)
     quotable: list[int] = Field(
         default_factory=list, max_length=3,
         description="numbers of the most vivid, specific, emotional interviewee sentences",
@@ -225,6 +283,8 @@ class QuotedCodes(BaseModel):
 
 DRAFT_MODELS: dict[str, type[BaseModel]] = {
     "SentenceCodes": SentenceCodes,
+    "FoundSentences": FoundSentences,
+    "FoundItems": FoundItems,
     "JobsAndQuotes": JobsAndQuotes,
     "QuotedCodes": QuotedCodes,
 }

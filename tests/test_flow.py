@@ -17,6 +17,7 @@ from conftest import RERECORD, ROOT, server_settings
 
 EXAMPLE = ROOT / "examples" / "espresso_machine.txt"
 CASSETTE = "flow/espresso_machine.yaml"
+SHORT = ROOT / "tests" / "data" / "short_interview.txt"
 
 
 def _run(paths, settings, out_dir):
@@ -209,9 +210,9 @@ def test_broken_json_is_reasked(prefect_harness, my_vcr, data_dir, tmp_path, mon
     monkeypatch.setattr(backends, "_openai_create", patched)
     backends._LLMS.clear()
     settings = server_settings(data_dir)
-    with my_vcr.use_cassette(CASSETTE, allow_playback_repeats=True):
-        summary = _run([EXAMPLE], settings, tmp_path / "run")
-    if summary.transcripts_failed:
-        _fail_on_cassette_miss(summary)
+    with my_vcr.use_cassette("flow/broken_json.yaml"):  # holds the re-ask too: it was recorded with this fault
+        summary = _run([SHORT], settings, tmp_path / "run")
+    _fail_on_cassette_miss(summary)
     assert state["broken"] == 1
-    assert summary.transcripts_ok == [str(EXAMPLE)], summary.transcripts_failed
+    assert summary.transcripts_ok == [str(SHORT)], summary.transcripts_failed
+    assert summary.llm_calls >= 3  # two passes plus at least one re-ask

@@ -140,10 +140,11 @@ def _versions() -> dict[str, str]:
 
 
 @pytest.mark.parametrize(("edited", "changes"), [
-    ("label_sentences.md", {"sentences"}),
+    ("label_sentences.md", {"label_all"}),
+    ("find_forces.md", {"sentences"}),
     ("quote_codes.md", {"quotes"}),
-    ("jobs_quotes.md", {"sentences", "quotes"}),
-    ("system.md", {"sentences", "quotes"}),
+    ("jobs_quotes.md", {"sentences", "quotes", "label_all"}),
+    ("system.md", {"sentences", "quotes", "label_all"}),
 ])
 def test_editing_a_prompt_file_changes_exactly_the_strategies_that_use_it(prompt_copy, edited, changes):
     before = _versions()
