@@ -20,8 +20,8 @@ from jtbd.coding.ground import Span, ground_quote
 from jtbd.coding.sentences import Sentence, split_sentences
 from jtbd.prompts import PromptPass, Strategy
 from jtbd.schemas.codebook import (
-    DRAFT_MODELS, Alignment, Force, ForceType, FoundItems, FoundSentences, Grounding, JobsAndQuotes, JobStory,
-    Provenance, Quote, QuotedCodes, SentenceCodes, Trigger, found_items_for, found_sentences_for, sentence_codes_for,
+    DRAFT_MODELS, Alignment, Force, ForceType, FoundSentences, Grounding, JobsAndQuotes, JobStory,
+    Provenance, Quote, QuotedCodes, SentenceCodes, Trigger, found_sentences_for, sentence_codes_for,
 )
 from jtbd.schemas.transcript import Transcript, Turn
 
@@ -77,8 +77,6 @@ def response_model_for(prompt: PromptPass, excerpt: Excerpt) -> tuple[type[BaseM
         return sentence_codes_for(count), min(prompt.max_tokens, TOKENS_PER_SENTENCE_CODE * count + 32)
     if prompt.response_model == "FoundSentences":
         return found_sentences_for(len(excerpt.numbered)), prompt.max_tokens
-    if prompt.response_model == "FoundItems":
-        return found_items_for(len(excerpt.numbered)), prompt.max_tokens
     return DRAFT_MODELS[prompt.response_model], prompt.max_tokens
 
 
@@ -113,7 +111,7 @@ def drafts_to_codes(draft: BaseModel, transcript: Transcript, excerpt: Excerpt,
     if isinstance(draft, SentenceCodes):
         return [_labelled(item.code, _sentence_span(s), transcript, provenance)
                 for item in draft.items if item.code != "none" and (s := excerpt.numbered.get(item.n))], []
-    if isinstance(draft, (FoundSentences, FoundItems)):
+    if isinstance(draft, FoundSentences):
         return [_labelled(code, _sentence_span(s), transcript, provenance)
                 for n, code in draft.labelled() if (s := excerpt.numbered.get(n))], []
     if isinstance(draft, JobsAndQuotes):

@@ -207,32 +207,6 @@ def found_sentences_for(count: int) -> type[FoundSentences]:
     return create_model(f"FoundSentences{count}", __base__=FoundSentences, **lists)
 
 
-class FoundItem(BaseModel):
-    why: str = Field(max_length=120, description="in a few words, what the customer says here")
-    code: SentenceLabel
-    sentence: int = Field(description="the number in square brackets of that customer sentence")
-
-
-class FoundItems(BaseModel):
-    """The sentences that show a code, each with a few words on what the customer says first."""
-
-    items: list[FoundItem] = Field(default_factory=list, max_length=8)
-
-    def labelled(self) -> list[tuple[int, str]]:
-        seen: dict[int, str] = {}
-        for item in self.items:
-            seen.setdefault(item.sentence, item.code)
-        return sorted(seen.items())
-
-
-@lru_cache(maxsize=256)
-def found_items_for(count: int) -> type[FoundItems]:
-    number = Literal[tuple(range(1, count + 1))]  # type: ignore[valid-type]
-    item = create_model(f"FoundItem{count}", __base__=FoundItem, sentence=(number, ...))
-    return create_model(f"FoundItems{count}", __base__=FoundItems,
-                        items=(list[item], Field(default_factory=list, max_length=8)))  # type: ignore[valid-type]
-
-
 class JobDraft(BaseModel):
     sentence: int = Field(description="the numbered interviewee sentence that best shows this job")
     when: str = Field(max_length=160, description="the situation, without the word 'When'")
@@ -284,7 +258,6 @@ class QuotedCodes(BaseModel):
 DRAFT_MODELS: dict[str, type[BaseModel]] = {
     "SentenceCodes": SentenceCodes,
     "FoundSentences": FoundSentences,
-    "FoundItems": FoundItems,
     "JobsAndQuotes": JobsAndQuotes,
     "QuotedCodes": QuotedCodes,
 }
