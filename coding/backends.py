@@ -12,6 +12,7 @@ patches them, so every attempt (re-asks included) is counted with its tokens.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import threading
@@ -161,6 +162,15 @@ def load_llama(settings: Settings) -> Any:
                                       n_threads_batch=threads, n_batch=512, seed=settings.seed,
                                       verbose=False)
         return _LLAMA_CACHE[key]
+
+
+@atexit.register
+def _close_models() -> None:
+    # Free llama.cpp models before interpreter shutdown; left to __del__ they raise at exit.
+    with _LLAMA_LOCK:
+        for llama in _LLAMA_CACHE.values():
+            llama.close()
+        _LLAMA_CACHE.clear()
 
 
 _LLMS: dict[tuple, LLM] = {}
