@@ -53,10 +53,11 @@ def prf_tables(scores: dict[str, Any]) -> list[str]:
         for name, row in scores[scheme].items():
             lines.append(f"| {name} | {_prf(row)} |")
     lines += ["", "### force types on overlapping spans (rows gold, columns predicted)", ""]
-    cols = list(next(iter(scores["confusion"].values())).keys())
+    # Rows differ: gold types have a "missed" column, the "spurious" row (no gold) does not.
+    cols = list(dict.fromkeys(c for cells in scores["confusion"].values() for c in cells))
     lines += ["| gold \\ predicted | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for row, cells in scores["confusion"].items():
-        lines.append(f"| {row} | " + " | ".join(str(cells[c]) for c in cols) + " |")
+        lines.append(f"| {row} | " + " | ".join(str(cells.get(c, "")) for c in cols) + " |")
     return lines
 
 
