@@ -80,8 +80,8 @@ def parse_task(path: str, interviewers: list[str], interviewees: list[str]) -> T
 RETRY_DELAYS = exponential_backoff(backoff_factor=2)  # 2, 4, 8 ... seconds, with jitter
 
 
-@task(name="code-chunk", retries=3, retry_delay_seconds=RETRY_DELAYS, retry_jitter_factor=0.5, retry_condition_fn=retry_transient,
-      cache_key_fn=chunk_cache_key, persist_result=True)
+@task(name="code-chunk", retries=3, retry_delay_seconds=RETRY_DELAYS, retry_jitter_factor=0.5,
+      retry_condition_fn=retry_transient, cache_key_fn=chunk_cache_key, persist_result=True)
 def code_chunk_task(transcript: Transcript, chunk: Chunk, settings: Settings,
                     provenance: Provenance, cache_key: str) -> ChunkResult:
     llm = backends.get_llm(settings)
@@ -189,16 +189,19 @@ def _reason(future: Any) -> str:
 
 def describe_error(exc: BaseException) -> str:
     """One line: the error and, when it wraps another, the root cause (e.g. a connection error's reason)."""
-    def line(e: BaseException) -> str:
-        text = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        return f"{type(e).__name__}: {text}" if text else type(e).__name__
-
     root, seen = exc, {id(exc)}
     while (nxt := root.__cause__ or root.__context__) is not None and id(nxt) not in seen:
         seen.add(id(nxt))
         root = nxt
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return first if root is exc else f"{first} (caused by {line(root)})"
+    if root is exc:
+        return _first_line(exc) or type(exc).__name__
+    cause = f"{type(root).__name__}: {_first_line(root)}" if _first_line(root) else type(root).__name__
+    return f"{_first_line(exc) or type(exc).__name__} (caused by {cause})"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
 
 
 def _fill_meter(summary: BatchSummary, settings: Settings, before: dict[str, float]) -> None:

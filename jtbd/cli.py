@@ -119,7 +119,6 @@ class batch_progress:
         self.transcripts = self.bar.add_task("transcripts", total=None)
         self.chunks = self.bar.add_task("chunks", total=0)
         self.plain = not console.is_terminal  # logs and CI: one line per step instead of a bar
-        self.done = 0
         self.stop = progress.listen(self.on_event)
         if not self.plain:
             self.bar.start()

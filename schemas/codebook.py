@@ -175,14 +175,17 @@ def sentence_codes_for(count: int) -> type[SentenceCodes]:
     return create_model(f"SentenceCodes{count}", __base__=SentenceCodes, items=(tuple[items], ...))  # type: ignore[valid-type]
 
 
+FOUND_LIMITS = {"push": 4, "pull": 4, "anxiety": 4, "habit": 4, "trigger": 2}  # sentences per code, at most
+
+
 class FoundSentences(BaseModel):
     """For each code, the few numbered interviewee sentences that clearly show it (most sentences show none)."""
 
-    push: list[int] = Field(default_factory=list, max_length=4)
-    pull: list[int] = Field(default_factory=list, max_length=4)
-    anxiety: list[int] = Field(default_factory=list, max_length=4)
-    habit: list[int] = Field(default_factory=list, max_length=4)
-    trigger: list[int] = Field(default_factory=list, max_length=2)
+    push: list[int] = Field(default_factory=list, max_length=FOUND_LIMITS["push"])
+    pull: list[int] = Field(default_factory=list, max_length=FOUND_LIMITS["pull"])
+    anxiety: list[int] = Field(default_factory=list, max_length=FOUND_LIMITS["anxiety"])
+    habit: list[int] = Field(default_factory=list, max_length=FOUND_LIMITS["habit"])
+    trigger: list[int] = Field(default_factory=list, max_length=FOUND_LIMITS["trigger"])
 
     @field_validator("push", "pull", "anxiety", "habit", "trigger")
     @classmethod
@@ -203,7 +206,7 @@ def found_sentences_for(count: int) -> type[FoundSentences]:
     """A FoundSentences whose numbers are restricted to 1..count, so a grammar cannot invent sentences."""
     number = Literal[tuple(range(1, count + 1))]  # type: ignore[valid-type]
     lists = {code: (list[number], Field(..., max_length=limit))  # type: ignore[valid-type]  (every key: judge each code)
-             for code, limit in (("push", 4), ("pull", 4), ("anxiety", 4), ("habit", 4), ("trigger", 2))}
+             for code, limit in FOUND_LIMITS.items()}
     return create_model(f"FoundSentences{count}", __base__=FoundSentences, **lists)
 
 
