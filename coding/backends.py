@@ -8,6 +8,11 @@
 
 Both raw create functions are wrapped by a `CallMeter` before instructor
 patches them, so every attempt (re-asks included) is counted with its tokens.
+
+Besides structured answers, a backend *rates*: `LLM.rate(messages, labels)`
+returns each label's log-probability as the first token of the answer (one
+forward pass, no sampling). Over the OpenAI API that is ``max_tokens=1`` with
+``top_logprobs``; in process it reads the logits directly.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import instructor
+import numpy as np
 
 from jtbd.coding.model_files import DEFAULT_MODEL_NAME, ensure_default_model
 from jtbd.settings import Settings
@@ -68,12 +74,12 @@ class CallMeter:
         def metered(*args: Any, **kwargs: Any) -> Any:
             started = time.perf_counter()
             response = create(*args, **kwargs)
-            usage = getattr(response, "usage", None)
+            usage = (response.get("usage") if isinstance(response, dict) else getattr(response, "usage", None)) or {}
             with self._lock:
                 self.calls += 1
                 self.seconds += time.perf_counter() - started
-                self.prompt_tokens += getattr(usage, "prompt_tokens", 0) or 0
-                self.completion_tokens += getattr(usage, "completion_tokens", 0) or 0
+                self.prompt_tokens += _get(usage, "prompt_tokens") or 0
+                self.completion_tokens += _get(usage, "completion_tokens") or 0
             return response
 
         return metered
@@ -84,11 +90,53 @@ class CallMeter:
                     "completion_tokens": self.completion_tokens, "llm_seconds": round(self.seconds, 1)}
 
 
+TOP_LOGPROBS = 20  # the OpenAI API's maximum; labels outside the top 20 get a floor below them
+
+
+def labels_from_top(top: list[tuple[str, float]], labels: tuple[str, ...]) -> dict[str, float]:
+    """Each label's log-probability as the answer's first token, from the top tokens.
+
+    A token counts for a label when it is a prefix of it of two letters or more,
+    ignoring case, spaces and quotes ("push", " Push", "an" for "anxiety"); a
+    prefix shared by two labels counts for neither. Variants of one label add
+    up. A label absent from the top tokens gets one nat below the lowest.
+    """
+    floor = (min(lp for _, lp in top) if top else 0.0) - 1.0
+    found: dict[str, float] = {}
+    for token, logprob in top:
+        word = token.strip().strip('"').lower()
+        hits = [label for label in labels if len(word) >= 2 and label.startswith(word)]
+        if len(hits) == 1:
+            label = hits[0]
+            found[label] = float(np.logaddexp(found[label], logprob)) if label in found else float(logprob)
+    return {label: round(found.get(label, floor), 4) for label in labels}
+
+
 @dataclass
 class LLM:
     create: Callable[..., Any]  # instructor-patched: create(response_model=..., messages=..., ...)
     model: str
     meter: CallMeter
+    rate_top: Callable[[list[dict]], Any] | None = None  # messages -> response with the first token's top logprobs
+
+    def rate(self, messages: list[dict], labels: tuple[str, ...]) -> dict[str, float]:
+        """Log-probability of each label as the first token of the answer to `messages`."""
+        if self.rate_top is None:
+            raise RuntimeError(f"backend for {self.model} cannot rate sentences")
+        return labels_from_top(top_tokens(self.rate_top(messages)), labels)
+
+
+def top_tokens(response: Any) -> list[tuple[str, float]]:
+    """(token, logprob) of the first answer token from a chat completion (object or dict)."""
+    choice = _get(response, "choices")[0]
+    content = _get(_get(choice, "logprobs") or {}, "content") or []
+    if not content:
+        raise ValueError("the server returned no logprobs; it must support top_logprobs (llama.cpp, vLLM, OpenAI)")
+    return [(_get(t, "token"), float(_get(t, "logprob"))) for t in _get(content[0], "top_logprobs")]
+
+
+def _get(obj: Any, name: str) -> Any:
+    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
 
 
 def model_label(settings: Settings) -> str:
@@ -102,12 +150,15 @@ def model_label(settings: Settings) -> str:
 
 def make_llm(settings: Settings) -> LLM:
     meter = CallMeter()
-    raw = _local_create(settings) if settings.backend == "local" else _openai_create(settings)
+    if settings.backend == "local":
+        raw, rate = _local_create(settings), _local_rate(settings)
+    else:
+        raw, rate = _openai_create(settings), _openai_rate(settings)
     mode = resolve_mode(settings)
     if mode == "json_object_schema":
         raw = as_llamacpp_schema(raw)
     patched = instructor.patch(create=meter.wrap(raw), mode=MODES[mode])
-    return LLM(patched, model_label(settings), meter)
+    return LLM(patched, model_label(settings), meter, meter.wrap(rate))
 
 
 def _openai_create(settings: Settings) -> Callable[..., Any]:
@@ -126,6 +177,15 @@ def _openai_create(settings: Settings) -> Callable[..., Any]:
     return create
 
 
+def _openai_rate(settings: Settings) -> Callable[[list[dict]], Any]:
+    create = _openai_create(settings)
+
+    def rate(messages: list[dict]) -> Any:
+        return create(messages=messages, max_tokens=1, temperature=0.0, logprobs=True, top_logprobs=TOP_LOGPROBS)
+
+    return rate
+
+
 _LLAMA_LOCK = threading.Lock()
 _LLAMA_CACHE: dict[tuple, Any] = {}
 
@@ -140,6 +200,54 @@ def _local_create(settings: Settings) -> Callable[..., Any]:
             return llama.create_chat_completion_openai_v1(seed=settings.seed, repeat_penalty=1.0, **kwargs)
 
     return create
+
+
+def _local_rate(settings: Settings) -> Callable[[list[dict]], Any]:
+    llama = load_llama(settings)
+    render = _chat_formatter(llama)
+
+    def rate(messages: list[dict]) -> dict:
+        prompt = render(messages=messages)
+        tokens = llama.tokenize(prompt.prompt.encode("utf-8"), add_bos=not prompt.added_special, special=True)
+        with _LLAMA_LOCK:
+            logits = _next_token_logits(llama, tokens)
+        logprobs = logits - np.logaddexp.reduce(logits)
+        best = np.argpartition(-logprobs, TOP_LOGPROBS)[:TOP_LOGPROBS]
+        top = [{"token": llama.detokenize([int(i)]).decode("utf-8", "replace"), "logprob": float(logprobs[i])}
+               for i in best[np.argsort(-logprobs[best])]]
+        # Shaped like the API's answer, so both backends share one parser and one meter.
+        return {"choices": [{"logprobs": {"content": [{"top_logprobs": top}]}}],
+                "usage": {"prompt_tokens": len(tokens), "completion_tokens": 0}}
+
+    return rate
+
+
+def _chat_formatter(llama: Any) -> Callable[..., Any]:
+    """The model's own chat template (from the GGUF), as llama.cpp's server applies it."""
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    template = llama.metadata.get("tokenizer.chat_template")
+    if not template:
+        raise RuntimeError("the model file has no chat template; rating needs one")
+    eos = llama.detokenize([llama.token_eos()], special=True).decode("utf-8", "replace")
+    bos = llama.detokenize([llama.token_bos()], special=True).decode("utf-8", "replace")
+    return Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
+
+
+def _next_token_logits(llama: Any, tokens: list[int]) -> np.ndarray:
+    """Logits after `tokens`, evaluating only what differs from the tokens already in the KV cache.
+
+    llama-cpp-python keeps no logits without logits_all (which would cost
+    n_ctx x vocabulary floats), so they are read from the context right after
+    the last decode. The cache state stays consistent for later generate calls.
+    """
+    if len(tokens) > llama.n_ctx():
+        raise ValueError(f"prompt of {len(tokens)} tokens does not fit the context of {llama.n_ctx()}; "
+                         "lower chunk_tokens or raise n_ctx")
+    keep = llama.longest_token_prefix(llama.input_ids[:llama.n_tokens].tolist(), tokens)
+    llama.n_tokens = min(keep, len(tokens) - 1)  # at least one token is evaluated, to get fresh logits
+    llama.eval(tokens[llama.n_tokens:])
+    return np.ctypeslib.as_array(llama._ctx.get_logits(), shape=(llama.n_vocab(),)).astype(np.float64)
 
 
 def load_llama(settings: Settings) -> Any:

@@ -2,10 +2,13 @@
 
 A chunk is shown to the model as an *excerpt*: every turn that overlaps the
 chunk, labelled with its speaker and role, and every interviewee sentence
-that starts inside the chunk numbered ``[1]``, ``[2]`` ... The model answers
-with those numbers (strategy ``sentences``) or with copied words (strategy
-``quotes``, aligned by `ground_quote`). Either way a code's quote is the
-transcript's own text at exact offsets.
+that starts inside the chunk numbered ``[1]``, ``[2]`` ... The model rates
+each numbered sentence in turn (strategy ``rate``: the excerpt is a shared
+prefix, the sentence comes last; coding/decide.py turns the ratings into
+codes per transcript), answers with sentence numbers (``sentences``, jobs
+and quotable lines) or with copied words (``quotes``, aligned by
+`ground_quote`). Every way, a code's quote is the transcript's own text at
+exact offsets.
 """
 
 from __future__ import annotations
@@ -16,12 +19,14 @@ from typing import Any
 from pydantic import BaseModel
 
 from jtbd.coding.chunk import Chunk
+from jtbd.coding.decide import Decision, RatedSentence
 from jtbd.coding.ground import Span, ground_quote
 from jtbd.coding.sentences import Sentence, split_sentences
 from jtbd.prompts import PromptPass, Strategy
 from jtbd.schemas.codebook import (
-    DRAFT_MODELS, Alignment, Force, ForceType, FoundSentences, Grounding, JobsAndQuotes, JobStory,
-    Provenance, Quote, QuotedCodes, SentenceCodes, Trigger, found_sentences_for, sentence_codes_for,
+    DRAFT_MODELS, RATED_LABELS, Alignment, Force, ForceType, FoundSentences, Grounding, JobsAndQuotes,
+    JobStory, Provenance, Quote, QuotedCodes, SentenceCodes, SentenceRating, Trigger, found_sentences_for,
+    sentence_codes_for,
 )
 from jtbd.schemas.transcript import Transcript, Turn
 
@@ -40,6 +45,7 @@ class ChunkResult:
     chunk_key: str
     codes: list[Any] = field(default_factory=list)
     rejected: list[dict] = field(default_factory=list)
+    rated: list[RatedSentence] = field(default_factory=list)  # decided per transcript, not per chunk
 
 
 def build_excerpt(transcript: Transcript, chunk: Chunk, numbered: bool = True) -> Excerpt:
@@ -92,13 +98,32 @@ def run_pass(llm: Any, prompt: PromptPass, excerpt: Excerpt, max_retries: int) -
     )
 
 
+def _quiet(event: str, *args: Any) -> None:
+    return None
+
+
+def rate_sentences(llm: Any, prompt: PromptPass, excerpt: Excerpt, notify: Any = _quiet) -> list[RatedSentence]:
+    """One rating call per numbered sentence; the excerpt is the shared prefix of every call."""
+    rated = []
+    notify("sentences_total", len(excerpt.numbered))
+    for number, sentence in excerpt.numbered.items():
+        logprobs = llm.rate(prompt.render(excerpt.text, number, sentence.text), RATED_LABELS)
+        rating = SentenceRating(logprobs=logprobs)  # every label, all <= 0, or a clear error
+        rated.append(RatedSentence(sentence.turn_index, sentence.char_start, sentence.char_end, rating.logprobs))
+        notify("sentence_rated")
+    return rated
+
+
 def code_chunk(llm: Any, transcript: Transcript, chunk: Chunk, strategy: Strategy,
-               provenance: Provenance, max_retries: int = 2) -> ChunkResult:
+               provenance: Provenance, max_retries: int = 2, notify: Any = _quiet) -> ChunkResult:
     result = ChunkResult(chunk.key)
     for prompt in strategy.passes:
         excerpt = build_excerpt(transcript, chunk, numbered=prompt.response_model != "QuotedCodes")
         if not excerpt.numbered:
             continue  # only interviewer speech here: nothing to code
+        if prompt.item is not None:
+            result.rated.extend(rate_sentences(llm, prompt, excerpt, notify))
+            continue
         draft = run_pass(llm, prompt, excerpt, max_retries)
         codes, rejected = drafts_to_codes(draft, transcript, excerpt, provenance)
         result.codes.extend(codes)
@@ -119,6 +144,16 @@ def drafts_to_codes(draft: BaseModel, transcript: Transcript, excerpt: Excerpt,
     if isinstance(draft, QuotedCodes):
         return _quoted(draft, transcript, excerpt, provenance)
     raise TypeError(f"no converter for {type(draft).__name__}")
+
+
+def decided_codes(decisions: list[Decision], transcript: Transcript, provenance: Provenance) -> list[Any]:
+    """Codes for the sentences coding/decide.py kept, each scored with its z."""
+    codes = []
+    for d in decisions:
+        span = Span(d.sentence.turn_index, d.sentence.char_start, d.sentence.char_end, Alignment.exact, 100.0)
+        code = _labelled(d.label, span, transcript, provenance)
+        codes.append(code.model_copy(update={"score": d.score}))
+    return codes
 
 
 def _sentence_span(s: Sentence) -> Span:

@@ -28,7 +28,8 @@ from prefect.tasks import exponential_backoff
 from jtbd.coding import backends, progress
 from jtbd.coding.chunk import Chunk, chunk_transcript
 from jtbd.coding.embed import make_embedder
-from jtbd.coding.extract import ChunkResult, build_excerpt, code_chunk, context_of
+from jtbd.coding.decide import decide, decision_settings
+from jtbd.coding.extract import ChunkResult, build_excerpt, code_chunk, context_of, decided_codes
 from jtbd.coding.inputs import discover
 from jtbd.coding.merge import merge_codes
 from jtbd.coding.outputs import write_run
@@ -86,7 +87,7 @@ def code_chunk_task(transcript: Transcript, chunk: Chunk, settings: Settings,
                     provenance: Provenance, cache_key: str) -> ChunkResult:
     llm = backends.get_llm(settings)
     result = code_chunk(llm, transcript, chunk, load_strategy(settings.strategy), provenance,
-                        max_retries=settings.max_retries)
+                        max_retries=settings.max_retries, notify=progress.emit)
     progress.emit("chunk_done", chunk.key)
     return result
 
@@ -103,7 +104,10 @@ def store_task(coded: CodedTranscript, transcript: Transcript, settings: Setting
 def make_cache_key(transcript: Transcript, chunk: Chunk, settings: Settings, provenance: Provenance) -> str:
     strategy = load_strategy(settings.strategy)
     excerpts = [build_excerpt(transcript, chunk, p.response_model != "QuotedCodes").text for p in strategy.passes]
-    payload = [transcript.id, chunk.char_start, chunk.text, excerpts, provenance.model_dump(),
+    # What the model is asked, not how its ratings become codes: a new [decide] threshold
+    # re-decides from the cached ratings without a single LLM call.
+    asked = provenance.model_copy(update={"prompt_version": strategy.passes_version})
+    payload = [transcript.id, chunk.char_start, chunk.text, excerpts, asked.model_dump(),
                settings.strategy, settings.llm_mode, settings.seed, settings.max_retries,
                [p.max_tokens for p in strategy.passes]]
     return "jtbd-chunk-" + hashlib.sha256(json.dumps(payload).encode()).hexdigest()
@@ -142,7 +146,7 @@ def code_batch(paths: list[str], settings: Settings, out_dir: str,
                                 make_cache_key(transcript, c, settings, provenance)) for c in chunks]
         jobs.append((path, transcript, futures))
     for path, transcript, futures in jobs:
-        ct = _finish_transcript(path, transcript, futures, settings, summary)
+        ct = _finish_transcript(path, transcript, futures, settings, summary, provenance)
         if ct is not None:
             coded.append(ct)
     _fill_meter(summary, settings, meter_before)
@@ -152,7 +156,7 @@ def code_batch(paths: list[str], settings: Settings, out_dir: str,
 
 
 def _finish_transcript(path: str, transcript: Transcript, futures: list, settings: Settings,
-                       summary: BatchSummary) -> CodedTranscript | None:
+                       summary: BatchSummary, provenance: Provenance) -> CodedTranscript | None:
     for f in futures:
         f.wait()
     failed = [f for f in futures if not f.state.is_completed()]
@@ -162,7 +166,13 @@ def _finish_transcript(path: str, transcript: Transcript, futures: list, setting
         progress.emit("transcript_done", path, ok=False)
         return None  # nothing of a failed transcript reaches the store
     results: list[ChunkResult] = [f.result() for f in futures]
-    codes = merge_codes(c for r in results for c in r.codes)
+    rated = [r for res in results for r in res.rated]
+    if rated:
+        decisions = decide(rated, **decision_settings(load_strategy(settings.strategy)))
+        results.append(ChunkResult(f"{transcript.id}#decided", decided_codes(decisions, transcript, provenance)))
+    # Cached chunks were coded under the same questions, maybe under another [decide]: stamp this run's.
+    codes = [c.model_copy(update={"provenance": provenance})
+             for c in merge_codes(c for r in results for c in r.codes)]
     rejected = [r for res in results for r in res.rejected]
     coded = CodedTranscript(transcript=transcript.id, source=transcript.source, codes=codes, rejected=rejected)
     store = store_task.submit(coded, transcript, settings)

@@ -32,7 +32,7 @@ def _backend_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--llm-mode", choices=["auto", "tools", "json", "md_json", "json_schema", "json_object_schema"],
                    help="how structured output is requested (default auto: json_object_schema for llama.cpp "
                         "in process, tools for servers; use json_object_schema for a llama.cpp server)")
-    g.add_argument("--strategy", help="extraction strategy from prompts/passes.toml (default sentences)")
+    g.add_argument("--strategy", help="extraction strategy from prompts/passes.toml (default rate)")
     g.add_argument("--chunk-tokens", type=int, help="chunk size in estimated tokens (default 2500)")
     g.add_argument("--overlap-tokens", type=int, help="chunk overlap in estimated tokens (default 200)")
     g.add_argument("--concurrency", type=int, help="chunks coded at once (default 1 local, 4 server)")
@@ -118,6 +118,7 @@ class batch_progress:
                             TimeElapsedColumn(), console=console, transient=False)
         self.transcripts = self.bar.add_task("transcripts", total=None)
         self.chunks = self.bar.add_task("chunks", total=0)
+        self.sentences = self.bar.add_task("sentences", total=0, visible=False)
         self.plain = not console.is_terminal  # logs and CI: one line per step instead of a bar
         self.stop = progress.listen(self.on_event)
         if not self.plain:
@@ -129,6 +130,15 @@ class batch_progress:
             self.bar.update(self.transcripts, total=args[0])
         elif event == "chunks_total":
             self.bar.update(self.chunks, total=(self.bar.tasks[self.chunks].total or 0) + args[0])
+        elif event == "sentences_total":
+            task = self.bar.tasks[self.sentences]
+            self.bar.update(self.sentences, total=(task.total or 0) + args[0], visible=True)
+        elif event == "sentence_rated":
+            self.bar.advance(self.sentences)
+            task = self.bar.tasks[self.sentences]
+            if self.plain and int(task.completed) % 25 == 0:
+                console.print(f"sentences rated: {int(task.completed)}/{int(task.total or 0)} "
+                              f"({task.elapsed or 0:.0f} s)")
         elif event == "chunk_done":
             self.bar.advance(self.chunks)
             if self.plain:

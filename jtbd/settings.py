@@ -28,7 +28,7 @@ class Settings:
     base_url: str = ""  # openai: any OpenAI-compatible endpoint (Ollama, vLLM, llama.cpp ...)
     extra_body: str = ""  # openai: JSON merged into each request, e.g. {"repeat_penalty": 1.0} for llama.cpp
     llm_mode: str = "auto"  # auto: json_object_schema for llama.cpp in process, tools for servers
-    strategy: str = "sentences"  # see prompts/passes.toml
+    strategy: str = "rate"  # see prompts/passes.toml
     chunk_tokens: int = 2500  # fewer, larger chunks: prompt tokens are the cost on a CPU
     overlap_tokens: int = 200
     n_ctx: int = 6144

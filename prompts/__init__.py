@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 
 
@@ -21,9 +21,14 @@ class PromptPass:
     task: str
     response_model: str
     max_tokens: int
+    item: str | None = None  # per-sentence passes: the line that names the sentence, after the task
 
-    def render(self, excerpt: str) -> list[dict]:
+    def render(self, excerpt: str, number: int | None = None, sentence: str | None = None) -> list[dict]:
         user = self.excerpt_template.replace("{excerpt}", excerpt) + "\n\n" + self.task
+        if self.item is not None:
+            if number is None or sentence is None:
+                raise ValueError(f"pass {self.name} rates one sentence at a time: give its number and text")
+            user += "\n\n" + self.item.replace("{n}", str(number)).replace("{sentence}", sentence)
         return [{"role": "system", "content": self.system}, {"role": "user", "content": user}]
 
 
@@ -32,6 +37,8 @@ class Strategy:
     name: str
     passes: tuple[PromptPass, ...]
     version: str  # hash of the strategy's entry and every prompt file it uses
+    passes_version: str = ""  # the same without the [decide] table: what the model is asked
+    decide: dict = field(default_factory=dict)  # how rated sentences become codes (coding/decide.py)
 
 
 def _read(name: str) -> str:
@@ -46,18 +53,21 @@ def strategies() -> list[str]:
     return sorted(_config()["strategies"])
 
 
-def load_strategy(name: str = "sentences") -> Strategy:
+def load_strategy(name: str = "rate") -> Strategy:
     config = _config()
     if name not in config["strategies"]:
         raise ValueError(f"unknown strategy {name!r}; choose one of {', '.join(strategies())}")
     system, excerpt = _read(config["system"]), _read(config["excerpt"])
     if "{excerpt}" not in excerpt:
         raise ValueError(f"prompt file {config['excerpt']} must contain {{excerpt}}")
-    digest = hashlib.sha256(repr(config["strategies"][name]).encode() + system.encode() + excerpt.encode())
+    entry = config["strategies"][name]
+    asked = hashlib.sha256(repr(entry["passes"]).encode() + system.encode() + excerpt.encode())
     passes = []
-    for entry in config["strategies"][name]["passes"]:
-        task = _read(entry["prompt"])
-        digest.update(task.encode())
-        passes.append(PromptPass(entry["prompt"].removesuffix(".md"), system, excerpt, task,
-                                 entry["response_model"], int(entry["max_tokens"])))
-    return Strategy(name, tuple(passes), digest.hexdigest()[:12])
+    for step in entry["passes"]:
+        task = _read(step["prompt"])
+        asked.update(task.encode())
+        passes.append(PromptPass(step["prompt"].removesuffix(".md"), system, excerpt, task,
+                                 step["response_model"], int(step["max_tokens"]), step.get("item")))
+    decide = dict(entry.get("decide", {}))
+    whole = hashlib.sha256(asked.hexdigest().encode() + repr(sorted(decide.items())).encode())
+    return Strategy(name, tuple(passes), whole.hexdigest()[:12], asked.hexdigest()[:12], decide)

@@ -71,6 +71,9 @@ class Provenance(BaseModel):
 class _Code(BaseModel):
     quote: str = Field(description="the interviewee's exact words: transcript.text[char_start:char_end]")
     note: str | None = None
+    score: float | None = Field(
+        default=None, description="how far the model's rating of this code stood above 'none' (rated codes only; "
+                                  "higher is surer, for ranking within a transcript)")
     grounding: Grounding
     provenance: Provenance
 
@@ -258,7 +261,27 @@ class QuotedCodes(BaseModel):
     items: list[QuotedCode] = Field(default_factory=list, max_length=16)
 
 
+RATED_LABELS: tuple[str, ...] = ("push", "pull", "anxiety", "habit", "trigger", "none")
+
+
+class SentenceRating(BaseModel):
+    """One interviewee sentence rated by the model: each label's log-probability as its answer."""
+
+    logprobs: dict[SentenceCodeValue, float]
+
+    @field_validator("logprobs")
+    @classmethod
+    def _every_label(cls, values: dict[str, float]) -> dict[str, float]:
+        missing = [label for label in RATED_LABELS if label not in values]
+        if missing:
+            raise ValueError(f"no log-probability for {', '.join(missing)}")
+        if any(v > 1e-6 for v in values.values()):
+            raise ValueError("log-probabilities must be <= 0")
+        return {label: values[label] for label in RATED_LABELS}
+
+
 DRAFT_MODELS: dict[str, type[BaseModel]] = {
+    "SentenceRating": SentenceRating,
     "SentenceCodes": SentenceCodes,
     "FoundSentences": FoundSentences,
     "JobsAndQuotes": JobsAndQuotes,

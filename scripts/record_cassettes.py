@@ -4,6 +4,8 @@
     pip install -e '.[local,server,test]'
     python scripts/record_cassettes.py                     # fails if the gold scores drop
     python scripts/record_cassettes.py --update-baseline   # accept the new scores (review the diff)
+    python scripts/record_cassettes.py --rescore           # only [decide] changed: re-score the
+                                                           # recorded answers, no server, no model
 
 Starts llama.cpp's OpenAI-compatible server (llama-cpp-python[server]) on the
 default model at 127.0.0.1:8765, deletes the old cassettes, and runs the flow
@@ -34,7 +36,8 @@ def start_server(threads: int) -> subprocess.Popen:
     from jtbd.coding.model_files import ensure_default_model
 
     model = ensure_default_model()
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", RECORD_MODEL,
+    # llama.cpp's server, launched through serve_llama.py so top_logprobs cost one row, not the whole context.
+    cmd = [sys.executable, str(ROOT / "scripts" / "serve_llama.py"), "--model", str(model), "--model_alias", RECORD_MODEL,
            "--n_ctx", "6144", "--n_threads", str(threads), "--n_threads_batch", str(threads),
            "--n_batch", "512", "--host", RECORD_HOST, "--port", str(RECORD_PORT)]
     print("starting:", " ".join(cmd), flush=True)
@@ -57,6 +60,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--update-baseline", action="store_true",
                         help="write the re-recorded gold scores to eval/baseline-{dev,test}.json")
+    parser.add_argument("--rescore", action="store_true",
+                        help="replay the recorded answers and write the gold scores to the baseline: for a change "
+                             "to [decide] in prompts/passes.toml, which changes no request")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     parser.add_argument("tests", nargs="*", help=f"test files to re-record (default: {' '.join(RECORDED_TESTS)})")
     args = parser.parse_args()
@@ -64,6 +70,12 @@ def main() -> int:
     unknown = [t for t in args.tests if t not in RECORDED_TESTS]
     if unknown:
         parser.error(f"not a recorded test file: {', '.join(unknown)}")
+    # The pytest script, not "python -m pytest": that would put the repository root first on sys.path,
+    # where ./jtbd shadows the installed package and its jtbd.coding, jtbd.eval ... mapping.
+    pytest = str(Path(sys.executable).with_name("pytest"))
+    if args.rescore:
+        env = {**os.environ, "JTBD_CASSETTE_MODE": "none", "JTBD_UPDATE_BASELINE": "1"}
+        return subprocess.call([pytest, "-p", "no:cacheprovider", "tests/test_eval_gate.py"], cwd=ROOT, env=env)
     server = start_server(args.threads)
     try:
         for test in args.tests:
@@ -71,9 +83,6 @@ def main() -> int:
         env = {**os.environ, "JTBD_CASSETTE_MODE": "once"}
         if args.update_baseline:
             env["JTBD_UPDATE_BASELINE"] = "1"
-        # The pytest script, not "python -m pytest": that would put the repository root first on sys.path,
-        # where ./jtbd shadows the installed package and its jtbd.coding, jtbd.eval ... mapping.
-        pytest = str(Path(sys.executable).with_name("pytest"))
         return subprocess.call([pytest, "-p", "no:cacheprovider", "-m", "not live", *args.tests],
                                cwd=ROOT, env=env)
     finally:

@@ -20,6 +20,15 @@ CASSETTE = "flow/espresso_machine.yaml"
 SHORT = ROOT / "tests" / "data" / "short_interview.txt"
 
 
+@pytest.fixture(autouse=True)
+def _fresh_llms():
+    """A test that wraps the client in a fault must not leave that client cached for the next test."""
+    from jtbd.coding import backends
+
+    yield
+    backends._LLMS.clear()
+
+
 def _run(paths, settings, out_dir):
     from jtbd.flows.code_batch import run_batch
 
@@ -98,6 +107,27 @@ def test_rerun_makes_no_llm_calls_and_does_not_duplicate(coded, my_vcr, tmp_path
     assert second.llm_calls == 0 and second.cache_hits == second.chunks == first.chunks
     assert second.codes == first.codes
     assert sorted(_stored(settings)["ids"]) == sorted(before)
+
+
+def test_a_new_decision_threshold_re_decides_from_cached_ratings(coded, my_vcr, tmp_path, monkeypatch):
+    """[decide] is not part of the chunk cache key: a stricter threshold makes no LLM call and keeps fewer codes."""
+    import dataclasses
+
+    from jtbd.flows import code_batch
+    from jtbd.prompts import load_strategy
+
+    settings, first, _ = coded
+    stricter = dataclasses.replace(load_strategy(settings.strategy), decide={"threshold": 1.5}, version="stricter")
+    monkeypatch.setattr(code_batch, "load_strategy", lambda name: stricter)
+    with my_vcr.use_cassette(CASSETTE, allow_playback_repeats=True) as cassette:
+        second = _run([EXAMPLE], settings, tmp_path / "run2")
+        assert cassette.play_count == 0
+    assert second.llm_calls == 0 and second.cache_hits == second.chunks
+    rated = ("force", "trigger")
+    assert 0 < sum(second.codes[k] for k in rated) < sum(first.codes[k] for k in rated)
+    assert second.codes["job"] == first.codes["job"] and second.codes["quote"] == first.codes["quote"]
+    stored = _stored(settings)["metadatas"]
+    assert stored and all(m["prompt_version"] == "stricter" for m in stored)  # the store holds this run only
 
 
 def test_search_finds_a_quote_by_meaning(coded):
@@ -193,16 +223,18 @@ def test_broken_json_is_reasked(prefect_harness, my_vcr, data_dir, tmp_path, mon
     from jtbd.coding import backends
 
     real = backends._openai_create
-    state = {"broken": 0}
+    state = {"broken": 0, "structured": 0}
 
     def patched(settings):
         create = real(settings)
 
         def breaks_first(**kwargs):
             response = create(**kwargs)
-            if state["broken"] == 0:
-                state["broken"] += 1
-                response.choices[0].message.content = response.choices[0].message.content[:25]
+            if "response_format" in kwargs:  # a JSON answer (rating calls answer with one token)
+                state["structured"] += 1
+                if state["broken"] == 0:
+                    state["broken"] += 1
+                    response.choices[0].message.content = response.choices[0].message.content[:25]
             return response
 
         return breaks_first
@@ -215,4 +247,32 @@ def test_broken_json_is_reasked(prefect_harness, my_vcr, data_dir, tmp_path, mon
     _fail_on_cassette_miss(summary)
     assert state["broken"] == 1
     assert summary.transcripts_ok == [str(SHORT)], summary.transcripts_failed
-    assert summary.llm_calls >= 3  # two passes plus at least one re-ask
+    assert state["structured"] >= 2  # the jobs-and-quotes pass, then at least one re-ask
+
+
+def test_a_server_without_logprobs_fails_the_transcript_with_a_clear_reason(prefect_harness, my_vcr, data_dir,
+                                                                            tmp_path, monkeypatch):
+    """Rating needs top_logprobs; a server that drops them is named, not silently coded as nothing."""
+    from jtbd.coding import backends
+
+    real = backends._openai_create
+
+    def patched(settings):
+        create = real(settings)
+
+        def no_logprobs(**kwargs):
+            response = create(**kwargs)
+            if kwargs.get("logprobs"):
+                response.choices[0].logprobs = None
+            return response
+
+        return no_logprobs
+
+    monkeypatch.setattr(backends, "_openai_create", patched)
+    backends._LLMS.clear()
+    settings = server_settings(data_dir)
+    with my_vcr.use_cassette("flow/broken_json.yaml", allow_playback_repeats=True):
+        summary = _run([SHORT], settings, tmp_path / "run")
+    [(path, problem)] = summary.transcripts_failed
+    assert path == str(SHORT) and "top_logprobs" in problem
+    assert not settings.chroma_path.exists() or not _stored(settings)["ids"]

@@ -119,12 +119,12 @@ def prompt_copy(tmp_path, monkeypatch) -> Path:
 
 def test_strategy_versions_are_stable_hashes():
     names = strategies()
-    assert {"sentences", "quotes"} <= set(names)
+    assert {"rate", "sentences", "quotes"} <= set(names)
     versions = {name: load_strategy(name).version for name in names}
     assert all(HASH.fullmatch(v) for v in versions.values())
     assert {name: load_strategy(name).version for name in names} == versions
     assert len(set(versions.values())) == len(names)
-    assert load_strategy().version == versions["sentences"]
+    assert load_strategy().version == versions["rate"]
 
 
 def test_copied_prompts_give_the_same_versions(prompt_copy):
@@ -142,9 +142,10 @@ def _versions() -> dict[str, str]:
 @pytest.mark.parametrize(("edited", "changes"), [
     ("label_sentences.md", {"label_all"}),
     ("find_forces.md", {"sentences"}),
+    ("rate_sentence.md", {"rate"}),
     ("quote_codes.md", {"quotes"}),
-    ("jobs_quotes.md", {"sentences", "quotes", "label_all"}),
-    ("system.md", {"sentences", "quotes", "label_all"}),
+    ("jobs_quotes.md", {"rate", "sentences", "quotes", "label_all"}),
+    ("system.md", {"rate", "sentences", "quotes", "label_all"}),
 ])
 def test_editing_a_prompt_file_changes_exactly_the_strategies_that_use_it(prompt_copy, edited, changes):
     before = _versions()
@@ -172,6 +173,30 @@ def test_editing_a_pass_entry_changes_its_strategy(prompt_copy):
     path.write_text(text.replace("max_tokens = 900", "max_tokens = 901"), encoding="utf-8")
     after = _versions()
     assert after["quotes"] != before["quotes"] and after["sentences"] == before["sentences"]
+
+
+def test_the_decide_table_changes_the_version_but_not_what_the_model_is_asked(prompt_copy):
+    before = load_strategy("rate")
+    path = prompt_copy / "passes.toml"
+    text = path.read_text(encoding="utf-8")
+    assert "threshold = 0.75" in text
+    path.write_text(text.replace("threshold = 0.75", "threshold = 1.5"), encoding="utf-8")
+    after = load_strategy("rate")
+    assert after.version != before.version  # recorded on every code: the codes may differ
+    assert after.passes_version == before.passes_version  # the chunk cache key: no new LLM call
+    assert after.decide == {"threshold": 1.5}
+
+
+def test_a_rating_pass_renders_the_sentence_last():
+    rate = load_strategy("rate").passes[0]
+    first = rate.render("EXCERPT", 3, "It broke again.")
+    second = rate.render("EXCERPT", 4, "I loved it.")
+    assert first[0] == second[0]
+    assert first[1]["content"].endswith('[3] "It broke again."')
+    shared = len(first[1]["content"]) - len('[3] "It broke again."')
+    assert first[1]["content"][:shared] == second[1]["content"][:shared]  # one KV-cache prefix for all
+    with pytest.raises(ValueError, match="one sentence at a time"):
+        rate.render("EXCERPT")
 
 
 def test_excerpt_template_without_placeholder_is_rejected(prompt_copy):

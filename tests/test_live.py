@@ -31,5 +31,10 @@ def test_embedded_model_codes_a_short_transcript(prefect_harness, data_dir, tmp_
         g = code["grounding"]
         assert transcript.text[g["char_start"]:g["char_end"]] == code["quote"]
         assert g["speaker"] == "Priya"
+    rated = [c for c in codes if c["kind"] in ("force", "trigger")]
+    assert rated, "no sentence of a transcript full of forces stood out"
+    assert all(c["score"] is not None for c in rated)  # decided from the in-process ratings
+    # one rating call per interviewee sentence (8) plus the jobs-and-quotes pass
+    assert summary.llm_calls >= 9 and summary.prompt_tokens > 8 * 500
     again = run_batch([str(SHORT)], settings, str(tmp_path / "run2"))
     assert again.llm_calls == 0 and again.cache_hits == again.chunks

@@ -34,7 +34,7 @@ def test_defaults(clean_env):
     s = load_settings()
     assert s == Settings()
     assert (s.backend, s.strategy, s.chunk_tokens, s.overlap_tokens, s.interviewers) == (
-        "local", "sentences", 2500, 200, ())
+        "local", "rate", 2500, 200, ())
     assert Path(s.data_dir) == clean_env / "home" / ".local" / "share" / "jtbd-coder"
     assert s.effective_concurrency == 1
 

@@ -1,0 +1,107 @@
+"""Ratings to codes: the first-token parser and the per-transcript decision, on hand-computed cases."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from jtbd.coding.backends import LLM, CallMeter, labels_from_top, top_tokens
+from jtbd.coding.decide import CODES, MIN_STD, RatedSentence, decide, decision_settings, standardised_margins
+from jtbd.schemas.codebook import RATED_LABELS, SentenceRating
+
+LABELS = RATED_LABELS
+
+
+def test_top_tokens_map_to_labels_by_prefix_case_and_space():
+    top = [("pull", -0.5), (" Pull", -2.0), ("an", -1.0), ("none", -1.5), ("push", -3.0), ("{", -4.0)]
+    got = labels_from_top(top, LABELS)
+    assert got["pull"] == pytest.approx(math.log(math.exp(-0.5) + math.exp(-2.0)), abs=1e-4)  # variants add up
+    assert got["anxiety"] == -1.0  # "an" is a prefix of anxiety only
+    assert (got["none"], got["push"]) == (-1.5, -3.0)
+    # habit and trigger are not in the top tokens: one nat below the lowest seen
+    assert got["habit"] == got["trigger"] == -5.0
+
+
+def test_ambiguous_and_one_letter_tokens_count_for_no_label():
+    got = labels_from_top([("pu", -0.1), ("p", -0.2), ("h", -0.3), ("none", -2.0)], LABELS)
+    assert got["push"] == got["pull"] == got["habit"] == -3.0  # "pu" fits push and pull: neither
+    assert got["none"] == -2.0
+
+
+def test_top_tokens_reads_objects_and_dicts_and_names_a_missing_logprobs():
+    answer = {"choices": [{"logprobs": {"content": [{"top_logprobs": [{"token": "push", "logprob": -0.1}]}]}}]}
+    assert top_tokens(answer) == [("push", -0.1)]
+    with pytest.raises(ValueError, match="top_logprobs"):
+        top_tokens({"choices": [{"logprobs": None}]})
+
+
+def test_llm_rate_without_a_rating_backend_is_a_clear_error():
+    llm = LLM(create=lambda **_: None, model="m", meter=CallMeter())
+    with pytest.raises(RuntimeError, match="cannot rate"):
+        llm.rate([], LABELS)
+
+
+def test_sentence_rating_needs_every_label_and_log_probabilities():
+    full = {label: -1.0 for label in LABELS}
+    assert list(SentenceRating(logprobs=full).logprobs) == list(LABELS)
+    with pytest.raises(ValueError, match="no log-probability for habit"):
+        SentenceRating(logprobs={k: v for k, v in full.items() if k != "habit"})
+    with pytest.raises(ValueError, match="<= 0"):
+        SentenceRating(logprobs=full | {"push": 0.5})
+
+
+def rated(start: int, **logprobs: float) -> RatedSentence:
+    base = {label: -3.0 for label in LABELS}
+    return RatedSentence(0, start, start + 5, base | logprobs)
+
+
+def test_standardised_margins_by_hand():
+    # push margins over none: 0, 2, 4 -> mean 2, std sqrt(8/3); pull margins: -2, -1, 1
+    sentences = [rated(0, none=-1.0, push=-1.0), rated(10, none=-2.0, push=0.0), rated(20, none=-4.0, push=0.0)]
+    z_any, z_code = standardised_margins(sentences)
+    assert z_code[:, CODES.index("push")] == pytest.approx(np.array([-2.0, 0.0, 2.0]) / math.sqrt(8 / 3))
+    pull = np.array([-2.0, -1.0, 1.0])
+    assert z_code[:, CODES.index("pull")] == pytest.approx((pull - pull.mean()) / pull.std())
+    # any: log(sum of the five code probabilities) - log P(none), standardised the same way
+    any_code = np.array([np.logaddexp.reduce([s.logprobs[c] for c in CODES]) - s.logprobs["none"]
+                         for s in sentences])
+    assert z_any == pytest.approx((any_code - any_code.mean()) / max(any_code.std(), MIN_STD))
+    # a spread below MIN_STD is not blown up: near-equal ratings stay near z = 0
+    flat = [rated(i, none=-1.0 - 0.01 * i) for i in range(5)]
+    assert np.abs(standardised_margins(flat)[0]).max() < 0.1
+
+
+def test_decide_keeps_the_sentences_that_stand_out_with_the_code_they_lean_to():
+    # Ten sentences where the model says "pull" for everything (a biased rater);
+    # sentence 3 leans to push and sentence 7 to anxiety far more than the others do.
+    sentences = [rated(i * 10, pull=-0.3, none=-1.5) for i in range(10)]
+    sentences[3] = rated(30, push=-0.2, pull=-2.5, none=-3.5)
+    sentences[7] = rated(70, anxiety=-0.2, pull=-2.5, none=-3.5)
+    decisions = decide(sentences, threshold=1.5)
+    assert [(d.sentence.char_start, d.label) for d in decisions] == [(30, "push"), (70, "anxiety")]
+    assert all(d.score >= 1.5 for d in decisions)
+    # raw argmax codes eight of the ten as pull, the two that matter included neither as push nor anxiety
+    raw = [max(CODES + ("none",), key=s.logprobs.get) for s in sentences]
+    assert raw.count("pull") == 8
+
+
+def test_decide_thresholds_codes_and_duplicates():
+    sentences = [rated(i * 10, none=-0.5) for i in range(8)] + [rated(80, trigger=-0.2, none=-0.5)]
+    assert [d.label for d in decide(sentences, threshold=2.0)] == ["trigger"]
+    assert decide(sentences, threshold=2.0, codes=("push", "pull", "anxiety", "habit")) == []
+    assert decide(sentences, threshold=99.0) == []
+    twice = sentences + [rated(80, trigger=-3.0, none=-0.5)]  # the same sentence from an overlapping chunk
+    assert [d.label for d in decide(twice, threshold=2.0)] == ["trigger"]  # the first rating is kept
+    assert decide([], threshold=0.0) == []
+
+
+def test_decision_settings_defaults_and_unknown_codes():
+    class S:
+        decide = {"threshold": 2}
+
+    assert decision_settings(S()) == {"threshold": 2.0, "codes": CODES}
+    S.decide = {"codes": ["push", "jobs"]}
+    with pytest.raises(ValueError, match="unknown codes to decide: jobs"):
+        decision_settings(S())
