@@ -11,7 +11,7 @@ from jtbd.schemas.codebook import KINDS, CodedTranscript
 from jtbd.schemas.transcript import format_timestamp
 
 CSV_FIELDS = ["id", "transcript", "source", "kind", "label", "force", "dimension", "statement", "quote",
-              "speaker", "timestamp", "char_start", "char_end", "alignment", "prompt_version", "model"]
+              "speaker", "timestamp", "char_start", "char_end", "alignment", "score", "prompt_version", "model"]
 
 
 def code_row(code: Any) -> dict[str, Any]:
@@ -23,6 +23,7 @@ def code_row(code: Any) -> dict[str, Any]:
         "statement": getattr(code, "statement", ""), "quote": code.quote, "speaker": g.speaker,
         "timestamp": format_timestamp(g.start_seconds), "char_start": g.char_start,
         "char_end": g.char_end, "alignment": g.alignment.value,
+        "score": "" if code.score is None else code.score,
         "prompt_version": code.provenance.prompt_version, "model": code.provenance.model,
     }
 

@@ -95,6 +95,16 @@ def test_run_folder_has_every_output(coded):
         assert (run / name).is_file(), name
     report = (run / "espresso_machine.md").read_text()
     assert "##" in report
+    import csv
+
+    with (run / "codes.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    rated = [r for r in rows if r["kind"] in ("force", "trigger")]
+    from jtbd.prompts import load_strategy
+
+    gate = load_strategy().decide["threshold"]
+    assert rated and all(float(r["score"]) >= gate for r in rated)  # sortable, and above the [decide] gate
+    assert all(r["score"] == "" for r in rows if r["kind"] in ("job", "quote"))
     assert json.loads((run / "summary.json").read_text())["chunks"] == summary.chunks
 
 
