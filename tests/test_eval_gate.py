@@ -24,7 +24,7 @@ SPLITS = ("test",)  # the held-out split; dev is for tuning (see eval/RESULTS.md
 def _evaluate(split, my_vcr, data_dir, tmp_path):
     from jtbd.eval.runner import bundled_gold, evaluate
 
-    with my_vcr.use_cassette(f"eval/{split}.yaml"):
+    with my_vcr.use_cassette(f"eval/{split}.yaml.gz"):
         ev = evaluate(bundled_gold(split), server_settings(data_dir), tmp_path / split)
     for path, problem in ev.summary["transcripts_failed"]:
         if "overwrite existing cassette" in problem or "CannotOverwrite" in problem:
