@@ -168,7 +168,7 @@ def _finish_transcript(path: str, transcript: Transcript, futures: list, setting
     results: list[ChunkResult] = [f.result() for f in futures]
     rated = [r for res in results for r in res.rated]
     if rated:
-        decisions = decide(rated, **decision_settings(load_strategy(settings.strategy)))
+        decisions = decide(rated, text=transcript.text, **decision_settings(load_strategy(settings.strategy)))
         results.append(ChunkResult(f"{transcript.id}#decided", decided_codes(decisions, transcript, provenance)))
     # Cached chunks were coded under the same questions, maybe under another [decide]: stamp this run's.
     codes = [c.model_copy(update={"provenance": provenance})

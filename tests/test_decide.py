@@ -97,11 +97,52 @@ def test_decide_thresholds_codes_and_duplicates():
     assert decide([], threshold=0.0) == []
 
 
+def test_length_weight_gates_on_words_and_model_together():
+    # Four sentences the model rates alike except one, and of different lengths:
+    # "Yeah." (1 word) stands out to the model, the 16-word sentence does not.
+    text = "Yeah. " + " ".join(["word"] * 16) + ". Two words. Four words in here."
+    spans = [(0, 5), (6, 86), (88, 98), (100, 119)]
+    assert [len(text[a:b].split()) for a, b in spans] == [1, 16, 2, 4]
+    logprobs = [{"push": -0.5, "none": -2.0}, {"none": -0.5}, {"none": -0.5}, {"none": -0.5}]
+    sentences = [RatedSentence(0, a, b, {label: -3.0 for label in LABELS} | lp) for (a, b), lp in zip(spans, logprobs)]
+    # the model alone codes "Yeah."
+    assert [d.sentence.char_start for d in decide(sentences, threshold=1.0)] == [0]
+    # words and model weighed equally: gate = (z_any + z_words) / sqrt(2), by hand
+    z_any, _ = standardised_margins(sentences)
+    words = np.log([1.0, 16.0, 2.0, 4.0])
+    gate = (z_any + (words - words.mean()) / words.std()) / math.sqrt(2)
+    decisions = decide(sentences, threshold=0.5, text=text, length_weight=1.0)
+    assert [(d.sentence.char_start, d.score) for d in decisions] == [(6, round(gate[1], 3))]
+    assert gate[0] < 0.5 <= gate[1]  # "Yeah." falls below the gate once its length counts
+    with pytest.raises(ValueError, match="needs the transcript text"):
+        decide(sentences, threshold=0.5, length_weight=1.0)
+
+
+def test_label_weight_breaks_near_ties_toward_the_model_preference():
+    # habit's margin over none is push's plus two nats on both sentences, so their z
+    # columns are identical; the other codes are flat (z = 0).
+    sentences = [rated(0, push=-3.0, habit=-1.0, none=-1.0), rated(10, push=-4.0, habit=-2.0, none=-1.0)]
+    _, z_code = standardised_margins(sentences)
+    assert z_code[:, CODES.index("push")] == pytest.approx([1.0, -1.0])
+    assert z_code[:, CODES.index("habit")] == pytest.approx([1.0, -1.0])
+    plain = {d.sentence.char_start: d.label for d in decide(sentences, threshold=-9.0)}
+    weighted = {d.sentence.char_start: d.label for d in decide(sentences, threshold=-9.0, label_weight=0.5)}
+    assert plain[0] == "push"  # an exact tie goes to the first code
+    assert weighted[0] == "habit"  # the model prefers habit by two nats
+    # sentence 10: pull (z 0, raw -3) beats habit (z -1, raw -2 + half a nat of preference)
+    assert plain[10] == weighted[10] == "pull"
+
+
 def test_decision_settings_defaults_and_unknown_codes():
     class S:
         decide = {"threshold": 2}
 
-    assert decision_settings(S()) == {"threshold": 2.0, "codes": CODES}
+    assert decision_settings(S()) == {"threshold": 2.0, "codes": CODES, "length_weight": 0.0, "label_weight": 0.0}
+    S.decide = {"threshold": 1, "length_weight": 1, "label_weight": 0.5}
+    assert decision_settings(S())["length_weight"] == 1.0 and decision_settings(S())["label_weight"] == 0.5
     S.decide = {"codes": ["push", "jobs"]}
     with pytest.raises(ValueError, match="unknown codes to decide: jobs"):
+        decision_settings(S())
+    S.decide = {"treshold": 1.0}
+    with pytest.raises(ValueError, match=r"unknown \[decide\] settings: treshold"):
         decision_settings(S())

@@ -127,7 +127,9 @@ def test_a_new_decision_threshold_re_decides_from_cached_ratings(coded, my_vcr, 
     from jtbd.prompts import load_strategy
 
     settings, first, _ = coded
-    stricter = dataclasses.replace(load_strategy(settings.strategy), decide={"threshold": 1.5}, version="stricter")
+    strategy = load_strategy(settings.strategy)
+    table = strategy.decide | {"threshold": strategy.decide["threshold"] + 0.5}  # the same gate, set higher
+    stricter = dataclasses.replace(strategy, decide=table, version="stricter")
     monkeypatch.setattr(code_batch, "load_strategy", lambda name: stricter)
     with my_vcr.use_cassette(CASSETTE, allow_playback_repeats=True) as cassette:
         second = _run([EXAMPLE], settings, tmp_path / "run2")

@@ -179,12 +179,12 @@ def test_the_decide_table_changes_the_version_but_not_what_the_model_is_asked(pr
     before = load_strategy("rate")
     path = prompt_copy / "passes.toml"
     text = path.read_text(encoding="utf-8")
-    assert "threshold = 0.75" in text
-    path.write_text(text.replace("threshold = 0.75", "threshold = 1.5"), encoding="utf-8")
+    assert "threshold = 1.0\n" in text
+    path.write_text(text.replace("threshold = 1.0\n", "threshold = 1.5\n"), encoding="utf-8")
     after = load_strategy("rate")
     assert after.version != before.version  # recorded on every code: the codes may differ
     assert after.passes_version == before.passes_version  # the chunk cache key: no new LLM call
-    assert after.decide == {"threshold": 1.5}
+    assert after.decide == {"threshold": 1.5, "length_weight": 1.0, "label_weight": 1.0}
 
 
 def test_a_rating_pass_renders_the_sentence_last():
