@@ -72,8 +72,9 @@ class _Code(BaseModel):
     quote: str = Field(description="the interviewee's exact words: transcript.text[char_start:char_end]")
     note: str | None = None
     score: float | None = Field(
-        default=None, description="how far the model's rating of this code stood above 'none' (rated codes only; "
-                                  "higher is surer, for ranking within a transcript)")
+        default=None, description="how far this sentence stood out in its transcript as coded: the model's rating "
+                                  "above 'none' weighed with the sentence's length (rated codes only; higher is "
+                                  "surer, for ranking within a transcript)")
     grounding: Grounding
     provenance: Provenance
 
