@@ -58,7 +58,7 @@ class RatedSentence:
 class Decision:
     sentence: RatedSentence
     label: str  # a code in CODES
-    score: float  # z(any(s)): how far the sentence stands out as coded at all
+    score: float  # gate(s): how far the sentence stands out as coded at all
 
 
 def unique_sentences(rated: Iterable[RatedSentence]) -> list[RatedSentence]:

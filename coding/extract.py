@@ -147,16 +147,12 @@ def drafts_to_codes(draft: BaseModel, transcript: Transcript, excerpt: Excerpt,
 
 
 def decided_codes(decisions: list[Decision], transcript: Transcript, provenance: Provenance) -> list[Any]:
-    """Codes for the sentences coding/decide.py kept, each scored with its z."""
-    codes = []
-    for d in decisions:
-        span = Span(d.sentence.turn_index, d.sentence.char_start, d.sentence.char_end, Alignment.exact, 100.0)
-        code = _labelled(d.label, span, transcript, provenance)
-        codes.append(code.model_copy(update={"score": d.score}))
-    return codes
+    """Codes for the sentences coding/decide.py kept, each scored with its gate value."""
+    return [_labelled(d.label, _sentence_span(d.sentence), transcript, provenance).model_copy(update={"score": d.score})
+            for d in decisions]
 
 
-def _sentence_span(s: Sentence) -> Span:
+def _sentence_span(s: Sentence | RatedSentence) -> Span:
     return Span(s.turn_index, s.char_start, s.char_end, Alignment.exact, 100.0)
 
 

@@ -119,6 +119,7 @@ def code_batch(paths: list[str], settings: Settings, out_dir: str,
     """`roles` maps a file path to its (interviewers, interviewees), overriding the settings (gold sets)."""
     started = time.perf_counter()
     strategy = load_strategy(settings.strategy)
+    decide_with = decision_settings(strategy)  # a bad [decide] table fails here, before any LLM call
     provenance = Provenance(prompt_version=strategy.version, schema_version=schema_version(),
                             model=backends.model_label(settings))
     summary = BatchSummary(out_dir=out_dir, **provenance.model_dump())
@@ -146,7 +147,7 @@ def code_batch(paths: list[str], settings: Settings, out_dir: str,
                                 make_cache_key(transcript, c, settings, provenance)) for c in chunks]
         jobs.append((path, transcript, futures))
     for path, transcript, futures in jobs:
-        ct = _finish_transcript(path, transcript, futures, settings, summary, provenance)
+        ct = _finish_transcript(path, transcript, futures, settings, summary, provenance, decide_with)
         if ct is not None:
             coded.append(ct)
     _fill_meter(summary, settings, meter_before)
@@ -156,7 +157,8 @@ def code_batch(paths: list[str], settings: Settings, out_dir: str,
 
 
 def _finish_transcript(path: str, transcript: Transcript, futures: list, settings: Settings,
-                       summary: BatchSummary, provenance: Provenance) -> CodedTranscript | None:
+                       summary: BatchSummary, provenance: Provenance,
+                       decide_with: dict[str, Any]) -> CodedTranscript | None:
     for f in futures:
         f.wait()
     failed = [f for f in futures if not f.state.is_completed()]
@@ -168,7 +170,7 @@ def _finish_transcript(path: str, transcript: Transcript, futures: list, setting
     results: list[ChunkResult] = [f.result() for f in futures]
     rated = [r for res in results for r in res.rated]
     if rated:
-        decisions = decide(rated, text=transcript.text, **decision_settings(load_strategy(settings.strategy)))
+        decisions = decide(rated, text=transcript.text, **decide_with)
         results.append(ChunkResult(f"{transcript.id}#decided", decided_codes(decisions, transcript, provenance)))
     # Cached chunks were coded under the same questions, maybe under another [decide]: stamp this run's.
     codes = [c.model_copy(update={"provenance": provenance})
