@@ -3,6 +3,9 @@
 Every pass sends ``[system, user]`` where the user message is the excerpt
 template followed by the pass's task. Identical leading text across passes
 lets llama.cpp reuse the excerpt's KV cache, so a second pass costs little.
+A rating pass may also send worked examples as earlier turns of the
+conversation (``examples``), between the system prompt and the excerpt: the
+same for every call, so they stay in the KV cache for the whole run.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ import hashlib
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
+
+from jtbd.schemas.codebook import RATED_LABELS
 
 
 @dataclass(frozen=True)
@@ -22,14 +27,22 @@ class PromptPass:
     response_model: str
     max_tokens: int
     item: str | None = None  # per-sentence passes: the line that names the sentence, after the task
+    examples: tuple[dict, ...] = ()  # answered turns shown before the excerpt (rating passes)
 
-    def render(self, excerpt: str, number: int | None = None, sentence: str | None = None) -> list[dict]:
+    def _user(self, excerpt: str, number: int | None, sentence: str | None) -> str:
         user = self.excerpt_template.replace("{excerpt}", excerpt) + "\n\n" + self.task
         if self.item is not None:
             if number is None or sentence is None:
                 raise ValueError(f"pass {self.name} rates one sentence at a time: give its number and text")
-            user += "\n\n" + self.item.replace("{n}", str(number)).replace("{sentence}", sentence)
-        return [{"role": "system", "content": self.system}, {"role": "user", "content": user}]
+            user += "\n\n" + self._item(number, sentence)
+        return user
+
+    def _item(self, number: int, sentence: str) -> str:
+        return (self.item or "").replace("{n}", str(number)).replace("{sentence}", sentence)
+
+    def render(self, excerpt: str, number: int | None = None, sentence: str | None = None) -> list[dict]:
+        return [{"role": "system", "content": self.system}, *self.examples,
+                {"role": "user", "content": self._user(excerpt, number, sentence)}]
 
 
 @dataclass(frozen=True)
@@ -49,6 +62,35 @@ def _config() -> dict:
     return tomllib.loads(_read("passes.toml"))
 
 
+def _system(spec: str | list[str]) -> str:
+    """The system prompt: one file, or several joined by a blank line."""
+    return "\n\n".join(_read(name) for name in ([spec] if isinstance(spec, str) else spec))
+
+
+def _example_turns(name: str, template: str, task: str, item: str | None) -> tuple[dict, ...]:
+    """Chat turns from an examples file: per example, the excerpt with the task and its first
+    sentence, then one user turn per further sentence, each followed by the answer."""
+    if item is None:
+        raise ValueError(f"{name}: worked examples need a per-sentence pass (an 'item' line)")
+    turns: list[dict] = []
+    for e, example in enumerate(tomllib.loads(_read(name)).get("examples", []), 1):
+        excerpt, answers = example.get("excerpt", "").strip(), example.get("answers", [])
+        if not excerpt or not answers:
+            raise ValueError(f"{name}: example {e} needs an excerpt and at least one answer")
+        for a, answer in enumerate(answers):
+            n, sentence, code = answer.get("n"), answer.get("sentence", ""), answer.get("code")
+            if code not in RATED_LABELS:
+                raise ValueError(f"{name}: example {e}, sentence [{n}]: code {code!r} is not one of {', '.join(RATED_LABELS)}")
+            if not sentence or f"[{n}] {sentence}" not in excerpt:
+                raise ValueError(f"{name}: example {e}: '[{n}] {sentence}' is not in the example's excerpt")
+            line = item.replace("{n}", str(n)).replace("{sentence}", sentence)
+            user = template.replace("{excerpt}", excerpt) + "\n\n" + task + "\n\n" + line if a == 0 else line
+            turns += [{"role": "user", "content": user}, {"role": "assistant", "content": code}]
+    if not turns:
+        raise ValueError(f"{name}: no [[examples]]")
+    return tuple(turns)
+
+
 def strategies() -> list[str]:
     return sorted(_config()["strategies"])
 
@@ -57,17 +99,21 @@ def load_strategy(name: str = "rate") -> Strategy:
     config = _config()
     if name not in config["strategies"]:
         raise ValueError(f"unknown strategy {name!r}; choose one of {', '.join(strategies())}")
-    system, excerpt = _read(config["system"]), _read(config["excerpt"])
+    entry = config["strategies"][name]
+    system, excerpt = _system(entry.get("system", config["system"])), _read(config["excerpt"])
     if "{excerpt}" not in excerpt:
         raise ValueError(f"prompt file {config['excerpt']} must contain {{excerpt}}")
-    entry = config["strategies"][name]
     asked = hashlib.sha256(repr(entry["passes"]).encode() + system.encode() + excerpt.encode())
     passes = []
     for step in entry["passes"]:
         task = _read(step["prompt"])
         asked.update(task.encode())
+        examples: tuple[dict, ...] = ()
+        if "examples" in step:
+            examples = _example_turns(step["examples"], excerpt, task, step.get("item"))
+            asked.update(repr(examples).encode())
         passes.append(PromptPass(step["prompt"].removesuffix(".md"), system, excerpt, task,
-                                 step["response_model"], int(step["max_tokens"]), step.get("item")))
+                                 step["response_model"], int(step["max_tokens"]), step.get("item"), examples))
     decide = dict(entry.get("decide", {}))
     whole = hashlib.sha256(asked.hexdigest().encode() + repr(sorted(decide.items())).encode())
     return Strategy(name, tuple(passes), whole.hexdigest()[:12], asked.hexdigest()[:12], decide)

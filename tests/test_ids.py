@@ -146,6 +146,7 @@ def _versions() -> dict[str, str]:
     ("quote_codes.md", {"quotes"}),
     ("jobs_quotes.md", {"rate", "sentences", "quotes", "label_all"}),
     ("system.md", {"rate", "sentences", "quotes", "label_all"}),
+    ("worked_example.md", {"sentences", "quotes", "label_all"}),  # rate shows its examples as turns
 ])
 def test_editing_a_prompt_file_changes_exactly_the_strategies_that_use_it(prompt_copy, edited, changes):
     before = _versions()
@@ -191,12 +192,60 @@ def test_a_rating_pass_renders_the_sentence_last():
     rate = load_strategy("rate").passes[0]
     first = rate.render("EXCERPT", 3, "It broke again.")
     second = rate.render("EXCERPT", 4, "I loved it.")
-    assert first[0] == second[0]
-    assert first[1]["content"].endswith('[3] "It broke again."')
-    shared = len(first[1]["content"]) - len('[3] "It broke again."')
-    assert first[1]["content"][:shared] == second[1]["content"][:shared]  # one KV-cache prefix for all
+    assert first[:-1] == second[:-1]
+    assert first[-1]["content"].endswith('[3] "It broke again."')
+    shared = len(first[-1]["content"]) - len('[3] "It broke again."')
+    assert first[-1]["content"][:shared] == second[-1]["content"][:shared]  # one KV-cache prefix for all
     with pytest.raises(ValueError, match="one sentence at a time"):
         rate.render("EXCERPT")
+
+
+def test_rating_examples_are_answered_turns_before_the_excerpt():
+    rate = load_strategy("rate").passes[0]
+    messages = rate.render("EXCERPT", 3, "It broke again.")
+    assert messages[0]["role"] == "system" and "A worked example" not in messages[0]["content"]
+    shots = messages[1:-1]
+    assert shots and [m["role"] for m in shots] == ["user", "assistant"] * (len(shots) // 2)
+    assert {m["content"] for m in shots[1::2]} == {"push", "pull", "anxiety", "habit", "trigger", "none"}
+    assert shots[0]["content"].startswith(rate.excerpt_template.split("{excerpt}")[0])  # each example opens like the real call
+    assert messages[-1] == {"role": "user", "content": rate.render("EXCERPT", 3, "It broke again.")[-1]["content"]}
+    assert "EXCERPT" not in "".join(m["content"] for m in messages[:-1])  # the same prefix for every chunk
+    assert load_strategy("sentences").passes[0].examples == ()
+
+
+def test_editing_a_rating_example_changes_only_the_rate_version(prompt_copy):
+    before = _versions()
+    path = prompt_copy / "rate_examples.toml"
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text + "\n# a comment is not asked of the model\n", encoding="utf-8")
+    assert _versions() == before
+    path.write_text(text.replace('code = "push" }', 'code = "anxiety" }', 1), encoding="utf-8")
+    after = _versions()
+    assert {name for name in before if before[name] != after[name]} == {"rate"}
+
+
+@pytest.mark.parametrize(("old", "new", "problem"), [
+    ('code = "push" }', 'code = "pushy" }', "code 'pushy' is not one of push, pull"),
+    ('n = 2, sentence = "Every week', 'n = 5, sentence = "Every week', r"'\[5\] Every week.*' is not in the example's excerpt"),
+    ("[[examples]]", "[[example]]", "no \\[\\[examples\\]\\]"),
+])
+def test_a_broken_examples_file_is_a_clear_error(prompt_copy, old, new, problem):
+    path = prompt_copy / "rate_examples.toml"
+    text = path.read_text(encoding="utf-8")
+    assert old in text
+    path.write_text(text.replace(old, new), encoding="utf-8")
+    with pytest.raises(ValueError, match=f"rate_examples.toml: .*{problem}"):
+        load_strategy("rate")
+
+
+def test_examples_on_a_pass_that_does_not_rate_sentences_are_rejected(prompt_copy):
+    path = prompt_copy / "passes.toml"
+    text = path.read_text(encoding="utf-8")
+    old = '{ prompt = "find_forces.md", response_model = "FoundSentences", max_tokens = 120 }'
+    assert old in text
+    path.write_text(text.replace(old, old[:-2] + ', examples = "rate_examples.toml" }'), encoding="utf-8")
+    with pytest.raises(ValueError, match="rate_examples.toml: worked examples need a per-sentence pass"):
+        load_strategy("sentences")
 
 
 def test_excerpt_template_without_placeholder_is_rejected(prompt_copy):
