@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 
 from jtbd.schemas.codebook import RATED_LABELS
@@ -67,10 +67,11 @@ def _system(spec: str | list[str]) -> str:
     return "\n\n".join(_read(name) for name in ([spec] if isinstance(spec, str) else spec))
 
 
-def _example_turns(name: str, template: str, task: str, item: str | None) -> tuple[dict, ...]:
+def _example_turns(name: str, prompt: PromptPass) -> tuple[dict, ...]:
     """Chat turns from an examples file: per example, the excerpt with the task and its first
-    sentence, then one user turn per further sentence, each followed by the answer."""
-    if item is None:
+    sentence (rendered as the real call is), then one user turn per further sentence, each
+    followed by the answer."""
+    if prompt.item is None:
         raise ValueError(f"{name}: worked examples need a per-sentence pass (an 'item' line)")
     turns: list[dict] = []
     for e, example in enumerate(tomllib.loads(_read(name)).get("examples", []), 1):
@@ -83,8 +84,7 @@ def _example_turns(name: str, template: str, task: str, item: str | None) -> tup
                 raise ValueError(f"{name}: example {e}, sentence [{n}]: code {code!r} is not one of {', '.join(RATED_LABELS)}")
             if not sentence or f"[{n}] {sentence}" not in excerpt:
                 raise ValueError(f"{name}: example {e}: '[{n}] {sentence}' is not in the example's excerpt")
-            line = item.replace("{n}", str(n)).replace("{sentence}", sentence)
-            user = template.replace("{excerpt}", excerpt) + "\n\n" + task + "\n\n" + line if a == 0 else line
+            user = prompt._user(excerpt, n, sentence) if a == 0 else prompt._item(n, sentence)
             turns += [{"role": "user", "content": user}, {"role": "assistant", "content": code}]
     if not turns:
         raise ValueError(f"{name}: no [[examples]]")
@@ -108,12 +108,12 @@ def load_strategy(name: str = "rate") -> Strategy:
     for step in entry["passes"]:
         task = _read(step["prompt"])
         asked.update(task.encode())
-        examples: tuple[dict, ...] = ()
+        prompt = PromptPass(step["prompt"].removesuffix(".md"), system, excerpt, task,
+                            step["response_model"], int(step["max_tokens"]), step.get("item"))
         if "examples" in step:
-            examples = _example_turns(step["examples"], excerpt, task, step.get("item"))
-            asked.update(repr(examples).encode())
-        passes.append(PromptPass(step["prompt"].removesuffix(".md"), system, excerpt, task,
-                                 step["response_model"], int(step["max_tokens"]), step.get("item"), examples))
+            prompt = replace(prompt, examples=_example_turns(step["examples"], prompt))
+            asked.update(repr(prompt.examples).encode())
+        passes.append(prompt)
     decide = dict(entry.get("decide", {}))
     whole = hashlib.sha256(asked.hexdigest().encode() + repr(sorted(decide.items())).encode())
     return Strategy(name, tuple(passes), whole.hexdigest()[:12], asked.hexdigest()[:12], decide)
