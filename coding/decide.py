@@ -30,10 +30,21 @@ split the number of words ranks coded sentences better than the model's own
 (b, `label_weight`), which breaks near-ties between the standardised margins
 in the model's favour. The threshold, a and b are set in prompts/passes.toml
 and were tuned on the dev split (eval/RESULTS.md).
+
+The span of a code can be shorter than its sentence (c, `tail_share`). Coders
+code the clause that carries the force, and in speech that is usually the last
+one: "Most nights it got to half seven, and one of us would open the fridge
+and just stand there." A coded sentence is therefore cut to its shortest tail
+that starts at a clause boundary (after a comma, semicolon, colon, dash or
+ellipsis) and still holds at least `tail_share` of the sentence's characters.
+At 0.5 a reader who coded the whole sentence still finds the code (the tail
+covers at least half of it), and one who coded the last clause finds it too
+when that clause is at least a quarter of the sentence.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Iterable
 
@@ -44,6 +55,8 @@ from jtbd.schemas.codebook import RATED_LABELS
 CODES = tuple(label for label in RATED_LABELS if label != "none")
 MIN_STD = 0.5  # nats: below this spread a label's ratings say nothing; do not blow them up
 MIN_STD_WORDS = 0.1  # log words: a transcript of equal-length sentences gets no length signal
+# Where a clause may begin inside a sentence: after , ; : a dash or an ellipsis (and an opening quote mark).
+CLAUSE_BOUNDARY = re.compile(r"(?:[,;:]|\s[-\u2013\u2014]|\.\.\.|\u2026)\s+['\"\u2018\u201c]?")
 
 
 @dataclass(frozen=True)
@@ -59,6 +72,17 @@ class Decision:
     sentence: RatedSentence
     label: str  # a code in CODES
     score: float  # gate(s): how far the sentence stands out as coded at all
+    char_start: int  # the coded span: the sentence, or its tail clause (tail_share)
+    char_end: int
+
+
+def tail_clause(sentence: str, share: float) -> int:
+    """Where the coded tail of `sentence` starts: the latest clause boundary that leaves at least
+    `share` of its characters (0 = the whole sentence, also when no boundary qualifies)."""
+    if share >= 1.0:
+        return 0
+    starts = [m.end() for m in CLAUSE_BOUNDARY.finditer(sentence) if len(sentence) - m.end() >= share * len(sentence)]
+    return max(starts, default=0)
 
 
 def unique_sentences(rated: Iterable[RatedSentence]) -> list[RatedSentence]:
@@ -102,20 +126,21 @@ def decide(
     text: str | None = None,
     length_weight: float = 0.0,
     label_weight: float = 0.0,
+    tail_share: float = 1.0,
 ) -> list[Decision]:
     """The codes of one transcript's rated sentences (see the module docstring).
 
     `text` is the transcript's text, which the sentences' offsets index; it is needed
-    when `length_weight` is not zero.
+    when `length_weight` is not zero or `tail_share` is below 1.
     """
     sentences = unique_sentences(rated)
     if not sentences:
         return []
     z_any, z_code = standardised_margins(sentences, codes)
     gate = z_any
+    if (length_weight or tail_share < 1.0) and text is None:
+        raise ValueError("decide: length_weight or tail_share needs the transcript text")
     if length_weight:
-        if text is None:
-            raise ValueError("decide: length_weight needs the transcript text")
         z_words = _standardise(np.log(word_counts(sentences, text)), MIN_STD_WORDS)
         gate = (z_any + length_weight * z_words) / np.sqrt(1.0 + length_weight**2)
     if label_weight:
@@ -124,23 +149,30 @@ def decide(
     decisions = []
     for g, row, sentence in zip(gate, z_code, sentences):
         if g >= threshold:
-            decisions.append(Decision(sentence, codes[int(np.argmax(row))], round(float(g), 3)))
+            start, end = sentence.char_start, sentence.char_end
+            if text is not None:
+                start += tail_clause(text[start:end], tail_share)
+            decisions.append(Decision(sentence, codes[int(np.argmax(row))], round(float(g), 3), start, end))
     return decisions
 
 
 def decision_settings(strategy: Any) -> dict[str, Any]:
     """The strategy's [decide] table with defaults filled in."""
     table = dict(getattr(strategy, "decide", None) or {})
-    unknown_keys = sorted(set(table) - {"threshold", "codes", "length_weight", "label_weight"})
+    unknown_keys = sorted(set(table) - {"threshold", "codes", "length_weight", "label_weight", "tail_share"})
     if unknown_keys:
         raise ValueError(f"prompts/passes.toml: unknown [decide] settings: {', '.join(unknown_keys)}")
     codes = tuple(table.get("codes", CODES))
     unknown = [c for c in codes if c not in CODES]
     if unknown:
         raise ValueError(f"prompts/passes.toml: unknown codes to decide: {', '.join(unknown)}")
+    tail_share = float(table.get("tail_share", 1.0))
+    if not 0.0 < tail_share <= 1.0:
+        raise ValueError(f"prompts/passes.toml: [decide] tail_share must be in (0, 1], not {tail_share}")
     return {
         "threshold": float(table.get("threshold", 0.75)),
         "codes": codes,
         "length_weight": float(table.get("length_weight", 0.0)),
         "label_weight": float(table.get("label_weight", 0.0)),
+        "tail_share": tail_share,
     }

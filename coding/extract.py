@@ -147,9 +147,10 @@ def drafts_to_codes(draft: BaseModel, transcript: Transcript, excerpt: Excerpt,
 
 
 def decided_codes(decisions: list[Decision], transcript: Transcript, provenance: Provenance) -> list[Any]:
-    """Codes for the sentences coding/decide.py kept, each scored with its gate value."""
-    return [_labelled(d.label, _sentence_span(d.sentence), transcript, provenance).model_copy(update={"score": d.score})
-            for d in decisions]
+    """Codes for the sentences coding/decide.py kept (each span the sentence or its tail clause),
+    each scored with its gate value."""
+    return [_labelled(d.label, Span(d.sentence.turn_index, d.char_start, d.char_end, Alignment.exact, 100.0), transcript, provenance)
+            .model_copy(update={"score": d.score}) for d in decisions]
 
 
 def _sentence_span(s: Sentence | RatedSentence) -> Span:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from jtbd.coding.backends import LLM, CallMeter, labels_from_top, top_tokens
-from jtbd.coding.decide import CODES, MIN_STD, RatedSentence, decide, decision_settings, standardised_margins
+from jtbd.coding.decide import CODES, MIN_STD, RatedSentence, decide, decision_settings, standardised_margins, tail_clause
 from jtbd.schemas.codebook import RATED_LABELS, SentenceRating
 
 LABELS = RATED_LABELS
@@ -137,7 +137,8 @@ def test_decision_settings_defaults_and_unknown_codes():
     class S:
         decide = {"threshold": 2}
 
-    assert decision_settings(S()) == {"threshold": 2.0, "codes": CODES, "length_weight": 0.0, "label_weight": 0.0}
+    assert decision_settings(S()) == {"threshold": 2.0, "codes": CODES, "length_weight": 0.0, "label_weight": 0.0,
+                                      "tail_share": 1.0}
     S.decide = {"threshold": 1, "length_weight": 1, "label_weight": 0.5}
     assert decision_settings(S())["length_weight"] == 1.0 and decision_settings(S())["label_weight"] == 0.5
     S.decide = {"codes": ["push", "jobs"]}
@@ -146,3 +147,65 @@ def test_decision_settings_defaults_and_unknown_codes():
     S.decide = {"treshold": 1.0}
     with pytest.raises(ValueError, match=r"unknown \[decide\] settings: treshold"):
         decision_settings(S())
+
+
+def test_decision_settings_reject_a_tail_share_outside_zero_to_one():
+    class S:
+        decide = {"tail_share": 0.5}
+
+    assert decision_settings(S())["tail_share"] == 0.5
+    for bad in (0, -0.5, 1.5):
+        S.decide = {"tail_share": bad}
+        with pytest.raises(ValueError, match=r"tail_share must be in \(0, 1\]"):
+            decision_settings(S())
+
+
+FRIDGE = "Most nights it would get to seven, and one of us would open the fridge and just stand there."
+
+
+@pytest.mark.parametrize(("sentence", "share", "tail"), [
+    # the last clause is long enough: the tail starts after the comma
+    (FRIDGE, 0.5, "and one of us would open the fridge and just stand there."),
+    # it is too short for the share asked: the whole sentence
+    (FRIDGE, 0.8, FRIDGE),
+    (FRIDGE, 1.0, FRIDGE),
+    # several boundaries: the latest one that still leaves the share
+    ("So I went, I looked, I checked it again, and the whole thing was gone for good.", 0.5,
+     "I checked it again, and the whole thing was gone for good."),
+    ("So I went, I looked, I checked it again, and the whole thing was gone for good.", 0.3,
+     "and the whole thing was gone for good."),
+    # an opening quote mark after the boundary is left out; a semicolon, colon and dash are boundaries
+    ("And Gary said, in front of everybody, 'I've closed a lot of business out of that sheet.'", 0.5,
+     "I've closed a lot of business out of that sheet.'"),
+    ("It was the price; nine hundred dollars for a thing that vacuums the floor.", 0.5,
+     "nine hundred dollars for a thing that vacuums the floor."),
+    ("Here is the thing: nobody at all had looked at it since the Monday before.", 0.5,
+     "nobody at all had looked at it since the Monday before."),
+    ("I tried it - and honestly it never once did what the advert had promised.", 0.5,
+     "and honestly it never once did what the advert had promised."),
+    # no boundary, or a comma with no space after it (a number): the whole sentence
+    ("It cost 1,200 pounds and I never used it once in the whole year.", 0.5,
+     "It cost 1,200 pounds and I never used it once in the whole year."),
+    ("Yeah.", 0.5, "Yeah."),
+    ("", 0.5, ""),
+])
+def test_tail_clause_cuts_at_the_latest_boundary_that_keeps_the_share(sentence, share, tail):
+    start = tail_clause(sentence, share)
+    assert sentence[start:] == tail
+    assert len(sentence) - start >= share * len(sentence)
+
+
+def test_decide_codes_the_tail_clause_and_needs_the_text():
+    text = "Yeah. " + FRIDGE
+    sentences = [RatedSentence(0, 0, 5, {label: -3.0 for label in LABELS} | {"none": -0.1}),
+                 RatedSentence(0, 6, len(text), {label: -3.0 for label in LABELS} | {"push": -0.1, "none": -3.0})]
+    whole = decide(sentences, threshold=0.5, text=text)
+    assert [(d.label, text[d.char_start:d.char_end]) for d in whole] == [("push", FRIDGE)]
+    cut = decide(sentences, threshold=0.5, text=text, tail_share=0.5)
+    assert [(d.label, text[d.char_start:d.char_end]) for d in cut] == [
+        ("push", "and one of us would open the fridge and just stand there.")]
+    assert cut[0].sentence == whole[0].sentence and cut[0].score == whole[0].score  # only the span moves
+    # a reader who coded the whole sentence still overlaps the tail by at least half the longer span
+    assert (cut[0].char_end - cut[0].char_start) >= 0.5 * len(FRIDGE)
+    with pytest.raises(ValueError, match="needs the transcript text"):
+        decide(sentences, threshold=0.5, tail_share=0.5)

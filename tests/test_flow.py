@@ -79,6 +79,30 @@ def test_codes_are_grounded_in_interviewee_turns(coded):
         assert code["provenance"]["model"] == settings.model
 
 
+def test_rated_codes_are_sentences_or_their_tail_clauses(coded):
+    """[decide] tail_share: each force or trigger ends where its interviewee sentence ends and starts at the
+    sentence's start or at a clause boundary inside it, keeping at least tail_share of the sentence."""
+    from jtbd.coding.decide import tail_clause
+    from jtbd.coding.parse import load_transcript
+    from jtbd.coding.sentences import split_sentences
+    from jtbd.prompts import load_strategy
+
+    _, _, run = coded
+    share = load_strategy().decide["tail_share"]
+    transcript = load_transcript(EXAMPLE)
+    by_end = {s.char_end: s for s in split_sentences(transcript)}
+    cut = 0
+    for line in (run / "codes.jsonl").read_text().splitlines():
+        code = json.loads(line)
+        if code["kind"] not in ("force", "trigger"):
+            continue
+        g = code["grounding"]
+        sentence = by_end[g["char_end"]]
+        assert g["char_start"] == sentence.char_start + tail_clause(sentence.text, share)
+        cut += g["char_start"] > sentence.char_start
+    assert share < 1 and cut > 0  # the example's long sentences are coded by their last clauses
+
+
 def test_store_holds_exactly_the_run(coded):
     settings, summary, run = coded
     stored = _stored(settings)
