@@ -70,4 +70,6 @@ def _markdown_item(code: Any) -> str:
     when = f" [{format_timestamp(g.start_seconds)}]" if g.start_seconds is not None else ""
     head = {"force": f"**{code.label.split('.')[-1]}**", "job": f"**{code.label.split('.')[-1]}** {getattr(code, 'statement', '')}"}
     prefix = head.get(code.kind, "")
-    return f"- {prefix}{' ' if prefix else ''}> \"{code.quote}\" - {g.speaker}{when}"
+    # A quote that starts in lower case begins mid-sentence (a tail clause, an aligned fragment): say so.
+    lead = "\u2026" if code.quote[:1].islower() else ""
+    return f"- {prefix}{' ' if prefix else ''}> \"{lead}{code.quote}\" - {g.speaker}{when}"

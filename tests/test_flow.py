@@ -103,6 +103,18 @@ def test_rated_codes_are_sentences_or_their_tail_clauses(coded):
     assert share < 1 and cut > 0  # the example's long sentences are coded by their last clauses
 
 
+def test_the_markdown_report_marks_quotes_that_start_mid_sentence(coded):
+    _, _, run = coded
+    report = (run / "espresso_machine.md").read_text()
+    codes = [json.loads(line) for line in (run / "codes.jsonl").read_text().splitlines()]
+    mid = [c["quote"] for c in codes if c["quote"][:1].islower()]
+    assert mid  # tail clauses such as "and one of us would ..."
+    for quote in mid:
+        assert f'> "\u2026{quote}"' in report
+    for quote in (c["quote"] for c in codes if not c["quote"][:1].islower()):
+        assert f'> "{quote}"' in report
+
+
 def test_store_holds_exactly_the_run(coded):
     settings, summary, run = coded
     stored = _stored(settings)
