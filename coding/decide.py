@@ -39,7 +39,8 @@ that starts at a clause boundary (after a comma, semicolon, colon, dash or
 ellipsis) and still holds at least `tail_share` of the sentence's characters.
 At 0.5 a reader who coded the whole sentence still finds the code (the tail
 covers at least half of it), and one who coded the last clause finds it too
-when that clause is at least a quarter of the sentence.
+when that clause is at least half of the tail (a quarter of the sentence when
+a boundary falls near its middle).
 """
 
 from __future__ import annotations
