@@ -5,10 +5,11 @@ chunk, labelled with its speaker and role, and every interviewee sentence
 that starts inside the chunk numbered ``[1]``, ``[2]`` ... The model rates
 each numbered sentence in turn (strategy ``rate``: the excerpt is a shared
 prefix, the sentence comes last; coding/decide.py turns the ratings into
-codes per transcript), answers with sentence numbers (``sentences``, jobs
-and quotable lines) or with copied words (``quotes``, aligned by
-`ground_quote`). Every way, a code's quote is the transcript's own text at
-exact offsets.
+codes per transcript), answers with sentence numbers (``sentences``, and
+jobs in every strategy) or with copied words (``quotes``, and quotable lines
+in every strategy, aligned by `ground_quote`; a quotable line is widened to the
+whole sentences it covers). Every way, a code's quote is the transcript's own
+text at exact offsets.
 """
 
 from __future__ import annotations
@@ -140,7 +141,7 @@ def drafts_to_codes(draft: BaseModel, transcript: Transcript, excerpt: Excerpt,
         return [_labelled(code, _sentence_span(s), transcript, provenance)
                 for n, code in draft.labelled() if (s := excerpt.numbered.get(n))], []
     if isinstance(draft, JobsAndQuotes):
-        return _jobs_and_quotes(draft, transcript, excerpt, provenance), []
+        return _jobs_and_quotes(draft, transcript, excerpt, provenance)
     if isinstance(draft, QuotedCodes):
         return _quoted(draft, transcript, excerpt, provenance)
     raise TypeError(f"no converter for {type(draft).__name__}")
@@ -171,8 +172,9 @@ def _quoted(draft: QuotedCodes, transcript: Transcript, excerpt: Excerpt,
 
 
 def _jobs_and_quotes(draft: JobsAndQuotes, transcript: Transcript, excerpt: Excerpt,
-                     provenance: Provenance) -> list[Any]:
+                     provenance: Provenance) -> tuple[list[Any], list[dict]]:
     codes: list[Any] = []
+    rejected: list[dict] = []
     for job in draft.jobs:
         s = excerpt.numbered[job.sentence]
         codes.append(JobStory(
@@ -180,11 +182,32 @@ def _jobs_and_quotes(draft: JobsAndQuotes, transcript: Transcript, excerpt: Exce
             situation=_strip_lead(job.when, "when"), motivation=_strip_lead(job.i_want_to, "i want to"),
             outcome=_strip_lead(job.so_i_can, "so i can"), dimension=job.dimension,
         ))
-    for number in dict.fromkeys(draft.quotable):
-        s = excerpt.numbered[number]
-        codes.append(Quote(quote=s.text, grounding=grounding_for(_sentence_span(s), transcript),
-                           provenance=provenance))
-    return codes
+    seen: set[tuple[int, int]] = set()
+    for words in draft.quotable:
+        span = quotable_span(words, transcript, excerpt)
+        if span is None:
+            rejected.append({"transcript": transcript.id, "code": "quote", "quote": words,
+                             "reason": "not found in an interviewee turn of this chunk"})
+        elif (span.char_start, span.char_end) not in seen:
+            seen.add((span.char_start, span.char_end))
+            codes.append(Quote(quote=transcript.text[span.char_start:span.char_end],
+                               grounding=grounding_for(span, transcript, model_quote=words), provenance=provenance))
+    return codes, rejected
+
+
+def quotable_span(words: str, transcript: Transcript, excerpt: Excerpt) -> Span | None:
+    """The whole numbered sentences that the model's copied quotable line covers, or None when the
+    words are not found in an interviewee turn of the excerpt. A quote card shows whole sentences,
+    not the few characters a fuzzy alignment may add or drop at either end."""
+    span = ground_quote(words, transcript, turns=excerpt.turns)
+    if span is None:
+        return None
+    covered = [s for s in excerpt.numbered.values() if s.turn_index == span.turn_index
+               and min(s.char_end, span.char_end) - max(s.char_start, span.char_start) > 0]
+    if not covered:
+        return span
+    return Span(span.turn_index, min(s.char_start for s in covered), max(s.char_end for s in covered),
+                span.alignment, span.score)
 
 
 def _strip_lead(text: str, lead: str) -> str:

@@ -103,6 +103,25 @@ def test_rated_codes_are_sentences_or_their_tail_clauses(coded):
     assert share < 1 and cut > 0  # the example's long sentences are coded by their last clauses
 
 
+def test_quotable_lines_are_whole_interviewee_sentences(coded):
+    """The model copies its quotable lines; each is stored as the whole sentences the copy covers."""
+    from jtbd.coding.parse import load_transcript
+    from jtbd.coding.sentences import split_sentences
+
+    _, _, run = coded
+    transcript = load_transcript(EXAMPLE)
+    starts = {s.char_start for s in split_sentences(transcript)}
+    ends = {s.char_end for s in split_sentences(transcript)}
+    quotes = [json.loads(line) for line in (run / "codes.jsonl").read_text().splitlines()]
+    quotes = [c for c in quotes if c["kind"] == "quote"]
+    assert quotes, "the recorded run stored no quotable line"
+    for code in quotes:
+        g = code["grounding"]
+        assert g["char_start"] in starts and g["char_end"] in ends, code["quote"]
+    spans = [(c["grounding"]["char_start"], c["grounding"]["char_end"]) for c in quotes]
+    assert len(set(spans)) == len(spans)
+
+
 def test_the_markdown_report_marks_quotes_that_start_mid_sentence(coded):
     _, _, run = coded
     report = (run / "espresso_machine.md").read_text()
