@@ -164,8 +164,7 @@ def _quoted(draft: QuotedCodes, transcript: Transcript, excerpt: Excerpt,
     for item in draft.items:
         span = ground_quote(item.quote, transcript, turns=excerpt.turns)
         if span is None:
-            rejected.append({"transcript": transcript.id, "code": item.code, "quote": item.quote,
-                             "reason": "not found in an interviewee turn of this chunk"})
+            rejected.append(_not_found(transcript, item.code, item.quote))
             continue
         codes.append(_labelled(item.code, span, transcript, provenance, model_quote=item.quote))
     return codes, rejected
@@ -182,17 +181,19 @@ def _jobs_and_quotes(draft: JobsAndQuotes, transcript: Transcript, excerpt: Exce
             situation=_strip_lead(job.when, "when"), motivation=_strip_lead(job.i_want_to, "i want to"),
             outcome=_strip_lead(job.so_i_can, "so i can"), dimension=job.dimension,
         ))
-    seen: set[tuple[int, int]] = set()
-    for words in draft.quotable:
+    for words in draft.quotable:  # the same line twice is stored once: coding/merge.py, as across chunks
         span = quotable_span(words, transcript, excerpt)
         if span is None:
-            rejected.append({"transcript": transcript.id, "code": "quote", "quote": words,
-                             "reason": "not found in an interviewee turn of this chunk"})
-        elif (span.char_start, span.char_end) not in seen:
-            seen.add((span.char_start, span.char_end))
-            codes.append(Quote(quote=transcript.text[span.char_start:span.char_end],
-                               grounding=grounding_for(span, transcript, model_quote=words), provenance=provenance))
+            rejected.append(_not_found(transcript, "quote", words))
+            continue
+        codes.append(Quote(quote=transcript.text[span.char_start:span.char_end],
+                           grounding=grounding_for(span, transcript, model_quote=words), provenance=provenance))
     return codes, rejected
+
+
+def _not_found(transcript: Transcript, code: str, quote: str) -> dict:
+    return {"transcript": transcript.id, "code": code, "quote": quote,
+            "reason": "not found in an interviewee turn of this chunk"}
 
 
 def quotable_span(words: str, transcript: Transcript, excerpt: Excerpt) -> Span | None:

@@ -8,6 +8,7 @@ from pydantic import ValidationError
 
 from jtbd.coding.chunk import chunk_transcript
 from jtbd.coding.extract import build_excerpt, drafts_to_codes, quotable_span
+from jtbd.coding.merge import merge_codes
 from jtbd.coding.parse import parse_transcript
 from jtbd.schemas.codebook import Alignment, JobsAndQuotes, Provenance, Quote
 
@@ -67,6 +68,7 @@ def test_the_jobs_pass_stores_copies_once_and_reports_what_it_cannot_find(chunk_
         "The new one is whisper quiet and I love it.",  # nowhere in the transcript
     ])
     codes, rejected = drafts_to_codes(draft, transcript, excerpt, PROVENANCE)
+    codes = merge_codes(codes)  # what the flow stores
     [sentence] = [s.text for s in excerpt.numbered.values() if "Honestly I cried a bit." in s.text]
     assert [c.quote for c in codes] == [sentence]
     assert all(isinstance(c, Quote) for c in codes)
