@@ -13,7 +13,7 @@ rating than the others), so the decision is made within the transcript:
     z(x)         = (x - mean over the transcript's sentences) / std over them
     gate(s)      = (z(any(s)) + a * z(words(s))) / sqrt(1 + a^2)
     s is coded when gate(s) >= threshold, with the code L of highest
-        z(margin(s, L)) + b * log P(L | some code)
+        z(margin(s, L)) + b * log P(L | some code) + o(L)
 
 Standardising removes the model's preference for one label (the "calibrate
 before use" idea: Zhao et al., 2021): a sentence is coded because it stands
@@ -28,8 +28,12 @@ split the number of words ranks coded sentences better than the model's own
 "any code" margin does (AUC 0.75 against 0.67). The gate weighs the two (a,
 `length_weight`). The label adds a little of the raw conditional preference
 (b, `label_weight`), which breaks near-ties between the standardised margins
-in the model's favour. The threshold, a and b are set in prompts/passes.toml
-and were tuned on the dev split (eval/RESULTS.md).
+in the model's favour. That preference carries the model's bias too: the 1.5B
+model answers "anxiety" for half the forces it codes, where coders mark a
+quarter of them anxiety, so a label can be given a fixed offset (o(L),
+`label_offsets`, 0 for a label not named). The threshold, a, b and the
+offsets are set in prompts/passes.toml and were tuned on the dev split
+(eval/RESULTS.md).
 
 The span of a code can be shorter than its sentence (c, `tail_share`). Coders
 code the clause that carries the force, and in speech that is usually the last
@@ -127,6 +131,7 @@ def decide(
     text: str | None = None,
     length_weight: float = 0.0,
     label_weight: float = 0.0,
+    label_offsets: dict[str, float] | None = None,
     tail_share: float = 1.0,
 ) -> list[Decision]:
     """The codes of one transcript's rated sentences (see the module docstring).
@@ -147,6 +152,8 @@ def decide(
     if label_weight:
         lp = np.array([[s.logprobs[c] for c in codes] for s in sentences], dtype=np.float64)
         z_code = z_code + label_weight * (lp - np.logaddexp.reduce(lp, axis=1, keepdims=True))
+    if label_offsets:
+        z_code = z_code + np.array([label_offsets.get(c, 0.0) for c in codes], dtype=np.float64)
     decisions = []
     for g, row, sentence in zip(gate, z_code, sentences):
         if g >= threshold:
@@ -160,13 +167,21 @@ def decide(
 def decision_settings(strategy: Any) -> dict[str, Any]:
     """The strategy's [decide] table with defaults filled in."""
     table = dict(getattr(strategy, "decide", None) or {})
-    unknown_keys = sorted(set(table) - {"threshold", "codes", "length_weight", "label_weight", "tail_share"})
+    unknown_keys = sorted(set(table) - {"threshold", "codes", "length_weight", "label_weight", "label_offsets",
+                                        "tail_share"})
     if unknown_keys:
         raise ValueError(f"prompts/passes.toml: unknown [decide] settings: {', '.join(unknown_keys)}")
     codes = tuple(table.get("codes", CODES))
     unknown = [c for c in codes if c not in CODES]
     if unknown:
         raise ValueError(f"prompts/passes.toml: unknown codes to decide: {', '.join(unknown)}")
+    offsets = table.get("label_offsets", {})
+    if not isinstance(offsets, dict) or not all(isinstance(v, (int, float)) for v in offsets.values()):
+        raise ValueError("prompts/passes.toml: [decide] label_offsets must be a table of code = number, "
+                         f"e.g. {{ anxiety = -1.0 }}, not {offsets!r}")
+    not_coded = sorted(set(offsets) - set(codes))
+    if not_coded:
+        raise ValueError(f"prompts/passes.toml: [decide] label_offsets for codes not decided: {', '.join(not_coded)}")
     tail_share = float(table.get("tail_share", 1.0))
     if not 0.0 < tail_share <= 1.0:
         raise ValueError(f"prompts/passes.toml: [decide] tail_share must be in (0, 1], not {tail_share}")
@@ -175,5 +190,6 @@ def decision_settings(strategy: Any) -> dict[str, Any]:
         "codes": codes,
         "length_weight": float(table.get("length_weight", 0.0)),
         "label_weight": float(table.get("label_weight", 0.0)),
+        "label_offsets": {code: float(value) for code, value in sorted(offsets.items())},
         "tail_share": tail_share,
     }

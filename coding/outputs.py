@@ -54,8 +54,12 @@ def write_run(out: Path, coded: Iterable[CodedTranscript], summary: dict[str, An
 _HEADINGS = {"job": "Jobs", "trigger": "Triggers", "force": "Forces of progress", "quote": "Quotable lines"}
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def markdown_report(ct: CodedTranscript) -> str:
-    lines = [f"# {ct.source}", "", f"{len(ct.codes)} codes, {len(ct.rejected)} rejected quotes.", ""]
+    lines = [f"# {ct.source}", "", f"{_count(len(ct.codes), 'code')}, {_count(len(ct.rejected), 'rejected quote')}.", ""]
     for kind in KINDS:
         mine = [c for c in ct.codes if c.kind == kind]
         lines += [f"## {_HEADINGS[kind]} ({len(mine)})", ""]

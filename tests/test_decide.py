@@ -133,12 +133,34 @@ def test_label_weight_breaks_near_ties_toward_the_model_preference():
     assert plain[10] == weighted[10] == "pull"
 
 
+def test_a_label_offset_moves_the_label_not_the_gate():
+    sentences = [rated(0, push=-2.0, anxiety=-1.0, none=-3.0), rated(10, push=-2.0, anxiety=-4.0, none=-3.0),
+                 rated(20, push=-5.0, anxiety=-5.0, none=-1.0)]
+    _, z_code = standardised_margins(sentences)
+    assert z_code[0, CODES.index("anxiety")] - z_code[0, CODES.index("push")] == pytest.approx(0.518, abs=1e-3)
+    plain = decide(sentences, threshold=0.0)
+    offset = decide(sentences, threshold=0.0, label_offsets={"anxiety": -0.6})
+    assert [d.label for d in plain] == ["anxiety", "push"] and [d.label for d in offset] == ["push", "push"]
+    assert [d.score for d in plain] == [d.score for d in offset]  # the same sentences are coded, with the same gate
+    assert decide(sentences, threshold=0.0, label_offsets={"anxiety": -0.5})[0].label == "anxiety"  # 0.5 < 0.518
+    assert decide(sentences, threshold=0.0, label_offsets={"push": -5.0})[0].label == "anxiety"
+
+
 def test_decision_settings_defaults_and_unknown_codes():
     class S:
         decide = {"threshold": 2}
 
     assert decision_settings(S()) == {"threshold": 2.0, "codes": CODES, "length_weight": 0.0, "label_weight": 0.0,
-                                      "tail_share": 1.0}
+                                      "label_offsets": {}, "tail_share": 1.0}
+    S.decide = {"label_offsets": {"anxiety": -1}}
+    assert decision_settings(S())["label_offsets"] == {"anxiety": -1.0}
+    S.decide = {"codes": ["push", "pull"], "label_offsets": {"anxiety": -1}}
+    with pytest.raises(ValueError, match="label_offsets for codes not decided: anxiety"):
+        decision_settings(S())
+    for bad in (-1.0, {"anxiety": "low"}):
+        S.decide = {"label_offsets": bad}
+        with pytest.raises(ValueError, match="label_offsets must be a table of code = number"):
+            decision_settings(S())
     S.decide = {"threshold": 1, "length_weight": 1, "label_weight": 0.5}
     assert decision_settings(S())["length_weight"] == 1.0 and decision_settings(S())["label_weight"] == 0.5
     S.decide = {"codes": ["push", "jobs"]}
