@@ -59,7 +59,8 @@ def _count(n: int, noun: str) -> str:
 
 
 def markdown_report(ct: CodedTranscript) -> str:
-    lines = [f"# {ct.source}", "", f"{_count(len(ct.codes), 'code')}, {_count(len(ct.rejected), 'rejected quote')}.", ""]
+    counts = f"{_count(len(ct.codes), 'code')}, {_count(len(ct.rejected), 'rejected quote')}."
+    lines = [f"# {ct.source}", "", counts, ""]
     for kind in KINDS:
         mine = [c for c in ct.codes if c.kind == kind]
         lines += [f"## {_HEADINGS[kind]} ({len(mine)})", ""]
