@@ -35,10 +35,10 @@ def estimate_tokens(text: str) -> int:
     return int(len(text) / CHARS_PER_TOKEN) + 1
 
 
-def chunk_transcript(transcript: Transcript, chunk_tokens: int = 900, overlap_tokens: int = 120) -> list[Chunk]:
+def _splitter(chunk_tokens: int, overlap_tokens: int) -> RecursiveCharacterTextSplitter:
     if overlap_tokens >= chunk_tokens:
         raise ValueError("chunk overlap must be smaller than the chunk size")
-    splitter = RecursiveCharacterTextSplitter(
+    return RecursiveCharacterTextSplitter(
         chunk_size=chunk_tokens,
         chunk_overlap=overlap_tokens,
         length_function=estimate_tokens,
@@ -46,17 +46,35 @@ def chunk_transcript(transcript: Transcript, chunk_tokens: int = 900, overlap_to
         keep_separator="end",
         strip_whitespace=False,
     )
-    chunks: list[Chunk] = []
-    for text in splitter.split_text(transcript.text):
-        start = _locate(transcript.text, text, chunks[-1] if chunks else None)
-        if chunks and (start, start + len(text)) == (chunks[-1].char_start, chunks[-1].char_end):
-            continue  # the splitter repeated a chunk (highly repetitive text): code it once
-        chunks.append(Chunk(transcript.id, len(chunks), start, start + len(text), text))
-    return chunks
 
 
-def _locate(full: str, piece: str, prev: Chunk | None) -> int:
-    """Offset of `piece`: each chunk starts after the previous one's start and no later than its end.
+def _spans(text: str, chunk_tokens: int, overlap_tokens: int) -> list[tuple[int, int]]:
+    """(start, end) of each piece of `text`, in order, each located after the previous one."""
+    spans: list[tuple[int, int]] = []
+    for piece in _splitter(chunk_tokens, overlap_tokens).split_text(text):
+        start = _locate(text, piece, spans[-1] if spans else None)
+        if spans and (start, start + len(piece)) == spans[-1]:
+            continue  # the splitter repeated a piece (highly repetitive text): keep it once
+        spans.append((start, start + len(piece)))
+    return spans
+
+
+def chunk_transcript(transcript: Transcript, chunk_tokens: int = 900, overlap_tokens: int = 120) -> list[Chunk]:
+    text = transcript.text
+    return [Chunk(transcript.id, i, a, b, text[a:b]) for i, (a, b) in enumerate(_spans(text, chunk_tokens, overlap_tokens))]
+
+
+def chunk_windows(chunk: Chunk, window_tokens: int, overlap_tokens: int) -> list[Chunk]:
+    """The chunk cut the same way into smaller windows (same transcript offsets, same index).
+
+    A rating pass reads one window at a time: a 1.5B model rates a sentence better when the
+    excerpt before its question is short (eval/RESULTS.md, variant 15)."""
+    return [Chunk(chunk.transcript_id, chunk.index, chunk.char_start + a, chunk.char_start + b, chunk.text[a:b])
+            for a, b in _spans(chunk.text, window_tokens, overlap_tokens)]
+
+
+def _locate(full: str, piece: str, prev: tuple[int, int] | None) -> int:
+    """Offset of `piece`: each piece starts after the previous one's start and no later than its end.
 
     The last such occurrence is taken, so repeated text (the same short turn
     twice) can never move a chunk backwards and leave a gap. (langchain's own
@@ -66,9 +84,9 @@ def _locate(full: str, piece: str, prev: Chunk | None) -> int:
     if prev is None:
         at = 0 if full.startswith(piece) else -1
     else:
-        at = full.rfind(piece, prev.char_start + 1, prev.char_end + len(piece))
-        if at < 0:  # the splitter dropped separator text or repeated a chunk: take the next occurrence
-            at = full.find(piece, prev.char_start)
+        at = full.rfind(piece, prev[0] + 1, prev[1] + len(piece))
+        if at < 0:  # the splitter dropped separator text or repeated a piece: take the next occurrence
+            at = full.find(piece, prev[0])
     if at < 0:
         raise ValueError("chunk text not found in transcript: splitter changed the text")
     return at

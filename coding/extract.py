@@ -4,11 +4,12 @@ A chunk is shown to the model as an *excerpt*: every turn that overlaps the
 chunk, labelled with its speaker and role, and every interviewee sentence
 that starts inside the chunk numbered ``[1]``, ``[2]`` ... The model rates
 each numbered sentence in turn (strategy ``rate``: the excerpt is a shared
-prefix, the sentence comes last; coding/decide.py turns the ratings into
-codes per transcript), answers with sentence numbers (``sentences``, and
-jobs in every strategy) or with copied words (``quotes``, and quotable lines
-in every strategy, aligned by `ground_quote`; a quotable line is widened to the
-whole sentences it covers). Every way, a code's quote is the transcript's own
+prefix, the sentence comes last, and the chunk may be read in smaller
+windows, `rating_windows`; coding/decide.py turns the ratings into codes per
+transcript), answers with sentence numbers (``sentences``, and jobs in every
+strategy) or with copied words (``quotes``, and quotable lines in every
+strategy, aligned by `ground_quote`; a quotable line is widened to the whole
+sentences it covers). Every way, a code's quote is the transcript's own
 text at exact offsets.
 """
 
@@ -19,7 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from jtbd.coding.chunk import Chunk
+from jtbd.coding.chunk import Chunk, chunk_windows
 from jtbd.coding.decide import Decision, RatedSentence
 from jtbd.coding.ground import Span, ground_quote
 from jtbd.coding.sentences import Sentence, split_sentences
@@ -103,11 +104,32 @@ def _quiet(event: str, *args: Any) -> None:
     return None
 
 
-def rate_sentences(llm: Any, prompt: PromptPass, excerpt: Excerpt, notify: Any = _quiet) -> list[RatedSentence]:
-    """One rating call per numbered sentence; the excerpt is the shared prefix of every call."""
+def rating_windows(transcript: Transcript, chunk: Chunk, prompt: PromptPass) -> list[tuple[Excerpt, list[int]]]:
+    """The excerpts a rating pass reads the chunk in, each with the numbers of the sentences it rates.
+
+    Without a window the chunk is one excerpt. With one, each window is an excerpt, and a sentence
+    shown in two overlapping windows is rated once, in the first (where it has the most words
+    before it); it keeps its number in the second, as context."""
+    windows = chunk_windows(chunk, *prompt.window) if prompt.window else [chunk]
+    out, seen = [], set()
+    for window in windows:
+        excerpt = build_excerpt(transcript, window)
+        todo = [n for n, s in excerpt.numbered.items() if (s.char_start, s.char_end) not in seen]
+        seen.update((excerpt.numbered[n].char_start, excerpt.numbered[n].char_end) for n in todo)
+        if todo:
+            out.append((excerpt, todo))
+    return out
+
+
+def rate_sentences(llm: Any, prompt: PromptPass, excerpt: Excerpt, notify: Any = _quiet,
+                   numbers: list[int] | None = None) -> list[RatedSentence]:
+    """One rating call per numbered sentence (or per one of `numbers`); the excerpt is the
+    shared prefix of every call."""
     rated = []
-    notify("sentences_total", len(excerpt.numbered))
-    for number, sentence in excerpt.numbered.items():
+    numbers = list(excerpt.numbered) if numbers is None else numbers
+    notify("sentences_total", len(numbers))
+    for number in numbers:
+        sentence = excerpt.numbered[number]
         logprobs = llm.rate(prompt.render(excerpt.text, number, sentence.text), RATED_LABELS)
         rating = SentenceRating(logprobs=logprobs)  # every label, all <= 0, or a clear error
         rated.append(RatedSentence(sentence.turn_index, sentence.char_start, sentence.char_end, rating.logprobs))
@@ -123,7 +145,8 @@ def code_chunk(llm: Any, transcript: Transcript, chunk: Chunk, strategy: Strateg
         if not excerpt.numbered:
             continue  # only interviewer speech here: nothing to code
         if prompt.item is not None:
-            result.rated.extend(rate_sentences(llm, prompt, excerpt, notify))
+            for window, numbers in rating_windows(transcript, chunk, prompt):
+                result.rated.extend(rate_sentences(llm, prompt, window, notify, numbers))
             continue
         draft = run_pass(llm, prompt, excerpt, max_retries)
         codes, rejected = drafts_to_codes(draft, transcript, excerpt, provenance)

@@ -28,6 +28,7 @@ class PromptPass:
     max_tokens: int
     item: str | None = None  # per-sentence passes: the line that names the sentence, after the task
     examples: tuple[dict, ...] = ()  # answered turns shown before the excerpt (rating passes)
+    window: tuple[int, int] | None = None  # rating passes: (tokens, overlap) of the windows a chunk is read in
 
     def _user(self, excerpt: str, number: int | None, sentence: str | None) -> str:
         user = self.excerpt_template.replace("{excerpt}", excerpt) + "\n\n" + self.task
@@ -91,6 +92,21 @@ def _example_turns(name: str, prompt: PromptPass) -> tuple[dict, ...]:
     return tuple(turns)
 
 
+def _window(strategy: str, step: dict) -> tuple[int, int]:
+    """A rating pass's (window_tokens, window_overlap_tokens), checked."""
+    where = f"prompts/passes.toml: [strategies.{strategy}] pass {step['prompt']}"
+    if step.get("item") is None:
+        raise ValueError(f"{where}: window_tokens needs a per-sentence pass (an 'item' line)")
+    if "window_tokens" not in step:
+        raise ValueError(f"{where}: window_overlap_tokens needs window_tokens")
+    tokens, overlap = step["window_tokens"], step.get("window_overlap_tokens", 0)
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (tokens, overlap)):
+        raise ValueError(f"{where}: window_tokens and window_overlap_tokens must be whole numbers of tokens")
+    if not 0 <= overlap < tokens:
+        raise ValueError(f"{where}: window_overlap_tokens ({overlap}) must be at least 0 and below window_tokens ({tokens})")
+    return tokens, overlap
+
+
 def strategies() -> list[str]:
     return sorted(_config()["strategies"])
 
@@ -113,6 +129,8 @@ def load_strategy(name: str = "rate") -> Strategy:
         if "examples" in step:
             prompt = replace(prompt, examples=_example_turns(step["examples"], prompt))
             asked.update(repr(prompt.examples).encode())
+        if "window_tokens" in step or "window_overlap_tokens" in step:
+            prompt = replace(prompt, window=_window(name, step))
         passes.append(prompt)
     decide = dict(entry.get("decide", {}))
     whole = hashlib.sha256(asked.hexdigest().encode() + repr(sorted(decide.items())).encode())

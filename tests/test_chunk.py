@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jtbd.coding.chunk import CHARS_PER_TOKEN, chunk_transcript, estimate_tokens
-from jtbd.coding.extract import build_excerpt
+from jtbd.coding.chunk import CHARS_PER_TOKEN, chunk_transcript, chunk_windows, estimate_tokens
+from jtbd.coding.extract import build_excerpt, rating_windows
 from jtbd.coding.parse import load_transcript, parse_transcript
 from jtbd.coding.sentences import split_sentences
+from jtbd.prompts import load_strategy
 from jtbd.schemas.transcript import Transcript
 
 SPEAKERS = ("Interviewer", "Dana", "Tom")
@@ -164,3 +166,37 @@ def test_every_interviewee_sentence_is_shown_in_some_chunk():
              for s in build_excerpt(transcript, chunk).numbered.values()}
     coded = {s.char_start for s in split_sentences(transcript) if transcript.turns[s.turn_index].is_coded}
     assert shown == coded
+
+
+@FAST
+@given(turns=turns_st, size=sizes(), window=sizes())
+def test_windows_slice_cover_and_overlap_within_their_chunk(turns, size, window):
+    transcript = parse(render(turns, unique_words=True))
+    window_tokens, window_overlap = window
+    for chunk in chunk_transcript(transcript, *size):
+        windows = chunk_windows(chunk, window_tokens, window_overlap)
+        assert windows and windows[0].char_start == chunk.char_start and windows[-1].char_end == chunk.char_end
+        for w in windows:
+            assert (w.transcript_id, w.index) == (chunk.transcript_id, chunk.index)
+            assert transcript.text[w.char_start:w.char_end] == w.text
+            assert estimate_tokens(w.text) <= window_tokens
+        for prev, cur in zip(windows, windows[1:]):
+            assert prev.char_start < cur.char_start <= prev.char_end < cur.char_end
+            assert estimate_tokens(transcript.text[cur.char_start:prev.char_end]) <= max(window_overlap, 1)
+
+
+@FAST
+@given(turns=turns_st, size=sizes(), window=sizes())
+def test_a_rating_pass_rates_each_sentence_of_a_chunk_once(turns, size, window):
+    """With windows or without, the sentences rated are the chunk's numbered sentences, each once,
+    each named by its number in the excerpt it is asked in."""
+    transcript = parse(render(turns, unique_words=True))
+    rate = load_strategy("rate").passes[0]
+    for chunk in chunk_transcript(transcript, *size):
+        expected = [(s.char_start, s.char_end) for s in build_excerpt(transcript, chunk).numbered.values()]
+        for prompt in (replace(rate, window=None), replace(rate, window=window)):
+            excerpts = rating_windows(transcript, chunk, prompt)
+            asked = [(e.numbered[n].char_start, e.numbered[n].char_end) for e, numbers in excerpts for n in numbers]
+            assert asked == expected
+            if prompt.window is None:
+                assert len(excerpts) <= 1

@@ -258,3 +258,36 @@ def test_excerpt_template_without_placeholder_is_rejected(prompt_copy):
 def test_unknown_strategy_names_the_choices():
     with pytest.raises(ValueError, match="unknown strategy 'nope'.*quotes.*sentences"):
         load_strategy("nope")
+
+
+@pytest.mark.parametrize(("old", "new", "problem"), [
+    ("window_overlap_tokens = 100", "window_overlap_tokens = 800", r"window_overlap_tokens \(800\) must be at least 0 and below window_tokens \(800\)"),
+    ("window_tokens = 800", 'window_tokens = "800"', "window_tokens and window_overlap_tokens must be whole numbers"),
+    ("window_tokens = 800, ", "", "window_overlap_tokens needs window_tokens"),
+])
+def test_a_bad_rating_window_is_a_clear_error(prompt_copy, old, new, problem):
+    path = prompt_copy / "passes.toml"
+    text = path.read_text(encoding="utf-8")
+    assert old in text
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+    with pytest.raises(ValueError, match=rf"passes.toml: \[strategies.rate\] pass rate_sentence.md: {problem}"):
+        load_strategy("rate")
+
+
+def test_a_window_on_a_pass_that_does_not_rate_sentences_is_rejected(prompt_copy):
+    path = prompt_copy / "passes.toml"
+    text = path.read_text(encoding="utf-8")
+    old = '{ prompt = "find_forces.md", response_model = "FoundSentences", max_tokens = 120 }'
+    path.write_text(text.replace(old, old[:-2] + ", window_tokens = 800 }"), encoding="utf-8")
+    with pytest.raises(ValueError, match="find_forces.md: window_tokens needs a per-sentence pass"):
+        load_strategy("sentences")
+
+
+def test_the_rating_window_is_part_of_what_the_model_is_asked(prompt_copy):
+    before = load_strategy("rate")
+    assert before.passes[0].window == (800, 100) and before.passes[1].window is None
+    path = prompt_copy / "passes.toml"
+    path.write_text(path.read_text(encoding="utf-8").replace("window_tokens = 800", "window_tokens = 900"), encoding="utf-8")
+    after = load_strategy("rate")
+    assert after.passes[0].window == (900, 100)
+    assert after.passes_version != before.passes_version  # new requests: a new chunk cache key
