@@ -124,11 +124,9 @@ def rating_windows(transcript: Transcript, chunk: Chunk, prompt: PromptPass) -> 
 def rate_sentences(llm: Any, prompt: PromptPass, excerpt: Excerpt, notify: Any = _quiet,
                    numbers: list[int] | None = None) -> list[RatedSentence]:
     """One rating call per numbered sentence (or per one of `numbers`); the excerpt is the
-    shared prefix of every call."""
+    shared prefix of every call. The caller announces the total ("sentences_total")."""
     rated = []
-    numbers = list(excerpt.numbered) if numbers is None else numbers
-    notify("sentences_total", len(numbers))
-    for number in numbers:
+    for number in list(excerpt.numbered) if numbers is None else numbers:
         sentence = excerpt.numbered[number]
         logprobs = llm.rate(prompt.render(excerpt.text, number, sentence.text), RATED_LABELS)
         rating = SentenceRating(logprobs=logprobs)  # every label, all <= 0, or a clear error
@@ -145,7 +143,9 @@ def code_chunk(llm: Any, transcript: Transcript, chunk: Chunk, strategy: Strateg
         if not excerpt.numbered:
             continue  # only interviewer speech here: nothing to code
         if prompt.item is not None:
-            for window, numbers in rating_windows(transcript, chunk, prompt):
+            windows = rating_windows(transcript, chunk, prompt)
+            notify("sentences_total", sum(len(numbers) for _, numbers in windows))  # the chunk's, at once
+            for window, numbers in windows:
                 result.rated.extend(rate_sentences(llm, prompt, window, notify, numbers))
             continue
         draft = run_pass(llm, prompt, excerpt, max_retries)
