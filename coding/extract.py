@@ -139,15 +139,16 @@ def code_chunk(llm: Any, transcript: Transcript, chunk: Chunk, strategy: Strateg
                provenance: Provenance, max_retries: int = 2, notify: Any = _quiet) -> ChunkResult:
     result = ChunkResult(chunk.key)
     for prompt in strategy.passes:
-        excerpt = build_excerpt(transcript, chunk, numbered=prompt.response_model != "QuotedCodes")
-        if not excerpt.numbered:
-            continue  # only interviewer speech here: nothing to code
-        if prompt.item is not None:
-            windows = rating_windows(transcript, chunk, prompt)
-            notify("sentences_total", sum(len(numbers) for _, numbers in windows))  # the chunk's, at once
+        if prompt.item is not None:  # rated one sentence at a time, in the pass's own excerpts
+            windows = rating_windows(transcript, chunk, prompt)  # none: only interviewer speech here
+            if windows:
+                notify("sentences_total", sum(len(numbers) for _, numbers in windows))  # the chunk's, at once
             for window, numbers in windows:
                 result.rated.extend(rate_sentences(llm, prompt, window, notify, numbers))
             continue
+        excerpt = build_excerpt(transcript, chunk, numbered=prompt.response_model != "QuotedCodes")
+        if not excerpt.numbered:
+            continue  # only interviewer speech here: nothing to code
         draft = run_pass(llm, prompt, excerpt, max_retries)
         codes, rejected = drafts_to_codes(draft, transcript, excerpt, provenance)
         result.codes.extend(codes)

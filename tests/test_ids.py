@@ -239,13 +239,17 @@ def test_a_broken_examples_file_is_a_clear_error(prompt_copy, old, new, problem)
         load_strategy("rate")
 
 
-def test_examples_on_a_pass_that_does_not_rate_sentences_are_rejected(prompt_copy):
+@pytest.mark.parametrize(("setting", "problem"), [
+    ('examples = "rate_examples.toml"', "rate_examples.toml: worked examples need a per-sentence pass"),
+    ("window_tokens = 800", "find_forces.md: window_tokens needs a per-sentence pass"),
+])
+def test_rating_settings_on_a_pass_that_does_not_rate_sentences_are_rejected(prompt_copy, setting, problem):
     path = prompt_copy / "passes.toml"
     text = path.read_text(encoding="utf-8")
     old = '{ prompt = "find_forces.md", response_model = "FoundSentences", max_tokens = 120 }'
     assert old in text
-    path.write_text(text.replace(old, old[:-2] + ', examples = "rate_examples.toml" }'), encoding="utf-8")
-    with pytest.raises(ValueError, match="rate_examples.toml: worked examples need a per-sentence pass"):
+    path.write_text(text.replace(old, old[:-2] + f", {setting} }}"), encoding="utf-8")
+    with pytest.raises(ValueError, match=problem):
         load_strategy("sentences")
 
 
@@ -272,15 +276,6 @@ def test_a_bad_rating_window_is_a_clear_error(prompt_copy, old, new, problem):
     path.write_text(text.replace(old, new, 1), encoding="utf-8")
     with pytest.raises(ValueError, match=rf"passes.toml: \[strategies.rate\] pass rate_sentence.md: {problem}"):
         load_strategy("rate")
-
-
-def test_a_window_on_a_pass_that_does_not_rate_sentences_is_rejected(prompt_copy):
-    path = prompt_copy / "passes.toml"
-    text = path.read_text(encoding="utf-8")
-    old = '{ prompt = "find_forces.md", response_model = "FoundSentences", max_tokens = 120 }'
-    path.write_text(text.replace(old, old[:-2] + ", window_tokens = 800 }"), encoding="utf-8")
-    with pytest.raises(ValueError, match="find_forces.md: window_tokens needs a per-sentence pass"):
-        load_strategy("sentences")
 
 
 def test_the_rating_window_is_part_of_what_the_model_is_asked(prompt_copy):
