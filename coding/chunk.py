@@ -53,8 +53,12 @@ def _spans(text: str, chunk_tokens: int, overlap_tokens: int) -> list[tuple[int,
     spans: list[tuple[int, int]] = []
     for piece in _splitter(chunk_tokens, overlap_tokens).split_text(text):
         start = _locate(text, piece, spans[-1] if spans else None)
-        if spans and (start, start + len(piece)) == spans[-1]:
-            continue  # the splitter repeated a piece (highly repetitive text): keep it once
+        if spans and start == spans[-1][0]:
+            # Highly repetitive text: the splitter repeated a piece, or the previous piece was located
+            # at a later occurrence of its words, where this one starts too. One covers the other
+            # (both are the text from `start`): keep the longer, so chunks still start in order.
+            spans[-1] = (start, max(spans[-1][1], start + len(piece)))
+            continue
         spans.append((start, start + len(piece)))
     return spans
 
