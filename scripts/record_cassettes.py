@@ -10,7 +10,8 @@
 Starts llama.cpp's OpenAI-compatible server (llama-cpp-python[server]) on the
 default model at 127.0.0.1:8765, deletes the old cassettes, and runs the flow
 and gate tests in record mode, so every cassette holds the server's real
-answers to today's prompts. Takes about 90 minutes on 2 CPU cores.
+answers to today's prompts. Takes 22 to 91 minutes on 2 CPU cores (the same machine runs up to
+four times slower on some days).
 """
 
 from __future__ import annotations
