@@ -103,14 +103,17 @@ def print_scores(scores: dict) -> None:
     from rich.table import Table
 
     base = scores.get("no_skill_all_push", {})
+    ci = scores.get("ci95") or {}
     table = Table(title="jtbd eval: headline metrics")
-    for col in ("metric", "this run", "no-skill (all push)"):
+    for col in ("metric", "this run", "95% interval", "no-skill (all push)"):
         table.add_column(col)
     for name, value in scores.items():
         if isinstance(value, (dict, list)) or name == "transcripts":
             continue
-        table.add_row(name, _fmt(value), _fmt(base.get(name)))
+        table.add_row(name, _fmt(value), _interval(ci.get(name)), _fmt(base.get(name)))
     out.print(table)
+    if ci:
+        out.print("95% interval: bootstrap over the scored codes; a change inside it can be chance at this gold set's size.")
     rows = Table(title="strict P / R / F1 per kind and force type")
     for col in ("code", "P", "R", "F1", "tp", "fp", "fn"):
         rows.add_column(col)
@@ -118,6 +121,10 @@ def print_scores(scores: dict) -> None:
         rows.add_row(name, _fmt(prf["precision"]), _fmt(prf["recall"]), _fmt(prf["f1"]),
                      str(prf["tp"]), str(prf["fp"]), str(prf["fn"]))
     out.print(rows)
+
+
+def _interval(ci: Any) -> str:
+    return "-" if not ci else f"{ci[0]:.3f} - {ci[1]:.3f}"
 
 
 def _fmt(value: Any) -> str:

@@ -35,10 +35,15 @@ def _prf(row: dict[str, Any]) -> str:
 
 def headline_table(scores: dict[str, Any], baseline: dict[str, Any] | None = None) -> list[str]:
     names = [k for k, v in scores.items() if not isinstance(v, (dict, list)) and k != "transcripts"]
-    lines = ["| metric | this run | no-skill (all push) |", "|---|---|---|"]
+    ci = scores.get("ci95") or {}
+    lines = ["| metric | this run | 95% interval | no-skill (all push) |", "|---|---|---|---|"]
     for name in names:
         base = baseline.get(name) if baseline else None
-        lines.append(f"| {name} | {_fmt(scores[name])} | {_fmt(base)} |")
+        interval = f"{ci[name][0]:.3f} - {ci[name][1]:.3f}" if ci.get(name) else "-"
+        lines.append(f"| {name} | {_fmt(scores[name])} | {interval} | {_fmt(base)} |")
+    if ci:
+        lines += ["", "95% interval: a bootstrap over the scored codes (each gold force, hit or missed, and each unmatched "
+                  "prediction; for kappa each overlapping pair). A change inside it can be chance at this gold set's size."]
     return lines
 
 

@@ -432,10 +432,72 @@ def headline(scores: Scores) -> dict[str, float | None]:
     }
 
 
+# --- uncertainty -----------------------------------------------------------------
+
+BOOTSTRAP_RESAMPLES = 2000
+BOOTSTRAP_SEED = 0  # fixed: the same codes always give the same interval, so CI and reports are reproducible
+
+
+def _f1_interval(prf: PRF, rng: Any, resamples: int) -> tuple[float, float] | None:
+    """95% percentile interval of 2tp / (2tp + fp + fn) with the scored items resampled."""
+    counts = [prf.tp, prf.fp, prf.fn]
+    n = sum(counts)
+    if not n:
+        return None
+    draws = rng.multinomial(n, [c / n for c in counts], size=resamples)  # columns tp, fp, fn
+    f1 = 2 * draws[:, 0] / (2 * draws[:, 0] + draws[:, 1] + draws[:, 2])  # denominator >= n > 0
+    return _percentiles(f1)
+
+
+def _kappa_interval(confusion: dict[str, dict[str, int]], rng: Any, resamples: int) -> tuple[float, float] | None:
+    """95% percentile interval of Cohen's kappa with the overlapping type pairs resampled."""
+    import numpy as np
+
+    cells = np.array([[confusion[g][p] for p in FORCE_TYPES] for g in FORCE_TYPES], dtype=float)
+    n = int(cells.sum())
+    if not n:
+        return None
+    draws = rng.multinomial(n, cells.ravel() / n, size=resamples).reshape(resamples, len(FORCE_TYPES), -1)
+    observed = np.trace(draws, axis1=1, axis2=2) / n
+    expected = (draws.sum(axis=2) * draws.sum(axis=1)).sum(axis=1) / (n * n)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kappa = np.where(expected < 1.0, (observed - expected) / (1.0 - expected), np.nan)
+    kappa = kappa[~np.isnan(kappa)]  # a resample with one label throughout has no kappa (cohen_kappa: None)
+    return _percentiles(kappa) if kappa.size else None
+
+
+def _percentiles(values: Any) -> tuple[float, float]:
+    import numpy as np
+
+    low, high = np.percentile(values, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def intervals(scores: Scores, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED) -> dict[str, tuple[float, float] | None]:
+    """95% bootstrap intervals of strict and lenient force F1 and of kappa on overlapping spans.
+
+    The scored items are resampled with replacement: for F1 each gold force (hit or missed) and
+    each unmatched prediction, for kappa each overlapping (gold type, predicted type) pair. That
+    treats the items as independent, which codes from the same interview are not, so the
+    intervals are if anything too narrow. They say how far a score could move by chance at the
+    gold set's size: a change inside them is not evidence that a prompt got better or worse.
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    return {
+        "force_f1_strict": _f1_interval(scores.strict[ALL_FORCES], rng, resamples),
+        "force_f1_lenient": _f1_interval(scores.lenient[ALL_FORCES], rng, resamples),
+        "kappa": _kappa_interval(scores.confusion, rng, resamples),
+    }
+
+
 def scores_to_dict(scores: Scores) -> dict:
     """A stable JSON-able dict: headline metrics at the top, tables below, floats to 4 places."""
     return {
         **{name: _round(value) for name, value in headline(scores).items()},
+        "ci95": {name: None if ci is None else [_round(ci[0]), _round(ci[1])]
+                 for name, ci in intervals(scores).items()},
         "transcripts": scores.transcripts,
         "strict": {name: prf.as_dict() for name, prf in scores.strict.items()},
         "lenient": {name: prf.as_dict() for name, prf in scores.lenient.items()},

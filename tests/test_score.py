@@ -12,8 +12,8 @@ from jtbd.coding.sentences import split_sentences
 from jtbd.eval.gold import GoldCode
 from jtbd.eval.score import (
     ALL_FORCES, Coded, all_push_baseline, all_sentences_baseline, coded_from_code, coded_from_gold,
-    cohen_kappa, compare_to_baseline, is_job_story, match, match_report, score_codes, scores_to_dict,
-    sentence_force,
+    PRF, cohen_kappa, compare_to_baseline, intervals, is_job_story, match, match_report, score_codes,
+    scores_to_dict, sentence_force,
 )
 from jtbd.schemas.codebook import (
     Alignment, Dimension, Force, ForceType, Grounding, JobStory, Provenance,
@@ -382,6 +382,52 @@ def test_scores_to_dict_is_json_and_carries_the_headline():
     assert d["strict"]["force (all)"] == d["strict"]["force"]
     assert d["confusion"]["push"]["push"] == 1
     assert compare_to_baseline(d, d) == []
+
+
+# --- 95% bootstrap intervals ------------------------------------------------------
+
+
+def _with_counts(tp: int, fp: int, fn: int, pairs: dict[tuple[str, str], int] | None = None):
+    """Scores whose pooled force counts and overlapping type pairs are exactly these."""
+    s = scores_of([], [])
+    s.strict[ALL_FORCES] = PRF(tp, fp, fn)
+    s.lenient[ALL_FORCES] = PRF(tp, fp, fn)
+    for (g, p), n in (pairs or {}).items():
+        s.confusion[g][p] = n
+    return s
+
+
+def test_intervals_of_nothing_scored_are_none():
+    assert intervals(scores_of([], [])) == {"force_f1_strict": None, "force_f1_lenient": None, "kappa": None}
+    d = json.loads(json.dumps(scores_to_dict(scores_of([], []))))
+    assert d["ci95"] == {"force_f1_strict": None, "force_f1_lenient": None, "kappa": None}
+
+
+def test_interval_of_a_perfect_run_is_a_point():
+    ci = intervals(_with_counts(10, 0, 0, {("push", "push"): 5, ("pull", "pull"): 5}))
+    assert ci["force_f1_strict"] == (1.0, 1.0)
+    assert ci["kappa"] == (1.0, 1.0)  # resamples with one label throughout have no kappa and are left out
+
+
+def test_interval_of_one_hit_one_miss_by_hand():
+    # Two items, tp and fn: a resample is (2 tp) F1 1, (tp, fn) F1 2/3 or (2 fn) F1 0, with
+    # probabilities 1/4, 1/2, 1/4: the 2.5th percentile is 0, the 97.5th is 1.
+    assert intervals(_with_counts(1, 0, 1))["force_f1_strict"] == (0.0, 1.0)
+
+
+def test_interval_holds_the_score_narrows_with_more_codes_and_is_reproducible():
+    small = _with_counts(16, 89, 59, {("push", "push"): 4, ("push", "anxiety"): 4, ("pull", "pull"): 7,
+                                      ("anxiety", "anxiety"): 8, ("habit", "habit"): 2, ("habit", "pull"): 2})
+    large = _with_counts(160, 890, 590, {pair: 10 * n for pair, n in {("push", "push"): 4, ("push", "anxiety"): 4,
+                                                                    ("pull", "pull"): 7, ("anxiety", "anxiety"): 8,
+                                                                    ("habit", "habit"): 2, ("habit", "pull"): 2}.items()})
+    f1 = small.strict[ALL_FORCES].f1
+    (lo, hi), (big_lo, big_hi) = intervals(small)["force_f1_strict"], intervals(large)["force_f1_strict"]
+    assert lo < f1 < hi and big_lo < f1 < big_hi
+    assert big_hi - big_lo < (hi - lo) / 2  # ten times the codes: about a third of the width
+    k_lo, k_hi = intervals(small)["kappa"]
+    assert 0.0 < k_lo < k_hi < 1.0
+    assert intervals(small) == intervals(small)  # a fixed seed: the same codes, the same interval
 
 
 # --- properties ---------------------------------------------------------------------
