@@ -3,6 +3,10 @@
 Sentences are the unit the default extraction strategy labels (the model
 answers with sentence numbers, so every code is grounded by construction)
 and the unit of the no-skill baseline and the sentence-level kappa.
+Run-on speech of more than 60 words is cut near its middle, at a comma, or,
+in speech-to-text output with no punctuation at all, before a word that
+usually starts a clause ("and", "but", "so" ...), so that no code has to be a
+whole minute of speech.
 """
 
 from __future__ import annotations
@@ -16,7 +20,10 @@ from jtbd.schemas.transcript import Transcript, Turn
 # and whitespace; spoken transcripts also break on " -- ".
 _BOUNDARY = re.compile(r"(?<=[.?!])([\"')\]]?)\s+|\s+--\s+")
 MIN_WORDS = 3  # shorter fragments ("Yeah.", "Right, so.") join the next sentence
-MAX_WORDS = 60  # run-on speech is split at a comma near the middle
+MAX_WORDS = 60  # run-on speech is split at a comma near the middle (or a word, when there is none)
+# Where an unpunctuated run (speech-to-text without punctuation) is best cut: before a word that
+# usually starts a clause in speech.
+_CLAUSE_WORD = re.compile(r"\s+(?=(?:and|but|so|because|cause|then|which|um|uh|like)\b)", re.I)
 
 
 @dataclass(frozen=True)
@@ -82,10 +89,11 @@ def _split_long(piece: tuple[int, int], text: str) -> list[tuple[int, int]]:
     a, b = piece
     if len(text[a:b].split()) <= MAX_WORDS:
         return [piece]
-    commas = [m.end() for m in re.finditer(r",\s", text[a:b])]
-    if not commas:
-        return [piece]
     middle = (b - a) // 2
-    cut = min(commas, key=lambda c: abs(c - middle))
+    cuts = [m.end() for m in re.finditer(r",\s", text[a:b])]
+    if not cuts:  # no punctuation at all: before a clause word in the middle half, else the middle word
+        cuts = [m.start() for m in _CLAUSE_WORD.finditer(text[a:b]) if abs(m.start() - middle) <= (b - a) // 4]
+        cuts = cuts or [m.start() for m in re.finditer(r"\s+", text[a:b])]
+    cut = min(cuts, key=lambda c: abs(c - middle))
     left, right = _trim(text, a, a + cut), _trim(text, a + cut, b)
     return _split_long(left, text) + _split_long(right, text)
