@@ -438,18 +438,20 @@ BOOTSTRAP_RESAMPLES = 2000
 BOOTSTRAP_SEED = 0  # fixed: the same codes always give the same interval, so CI and reports are reproducible
 
 
-def _f1_interval(prf: PRF, rng: Any, resamples: int) -> tuple[float, float] | None:
+def _f1_interval(prf: PRF, resamples: int, seed: int) -> tuple[float, float] | None:
     """95% percentile interval of 2tp / (2tp + fp + fn) with the scored items resampled."""
+    import numpy as np
+
     counts = [prf.tp, prf.fp, prf.fn]
     n = sum(counts)
     if not n:
         return None
-    draws = rng.multinomial(n, [c / n for c in counts], size=resamples)  # columns tp, fp, fn
+    draws = np.random.default_rng(seed).multinomial(n, [c / n for c in counts], size=resamples)  # columns tp, fp, fn
     f1 = 2 * draws[:, 0] / (2 * draws[:, 0] + draws[:, 1] + draws[:, 2])  # denominator >= n > 0
     return _percentiles(f1)
 
 
-def _kappa_interval(confusion: dict[str, dict[str, int]], rng: Any, resamples: int) -> tuple[float, float] | None:
+def _kappa_interval(confusion: dict[str, dict[str, int]], resamples: int, seed: int) -> tuple[float, float] | None:
     """95% percentile interval of Cohen's kappa with the overlapping type pairs resampled."""
     import numpy as np
 
@@ -457,7 +459,7 @@ def _kappa_interval(confusion: dict[str, dict[str, int]], rng: Any, resamples: i
     n = int(cells.sum())
     if not n:
         return None
-    draws = rng.multinomial(n, cells.ravel() / n, size=resamples).reshape(resamples, len(FORCE_TYPES), -1)
+    draws = np.random.default_rng(seed).multinomial(n, cells.ravel() / n, size=resamples).reshape(resamples, len(FORCE_TYPES), -1)
     observed = np.trace(draws, axis1=1, axis2=2) / n
     expected = (draws.sum(axis=2) * draws.sum(axis=1)).sum(axis=1) / (n * n)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -481,14 +483,13 @@ def intervals(scores: Scores, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 
     treats the items as independent, which codes from the same interview are not, so the
     intervals are if anything too narrow. They say how far a score could move by chance at the
     gold set's size: a change inside them is not evidence that a prompt got better or worse.
+    Each metric draws from its own generator of the same seed, so one metric's interval does not
+    move when another's counts change.
     """
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
     return {
-        "force_f1_strict": _f1_interval(scores.strict[ALL_FORCES], rng, resamples),
-        "force_f1_lenient": _f1_interval(scores.lenient[ALL_FORCES], rng, resamples),
-        "kappa": _kappa_interval(scores.confusion, rng, resamples),
+        "force_f1_strict": _f1_interval(scores.strict[ALL_FORCES], resamples, seed),
+        "force_f1_lenient": _f1_interval(scores.lenient[ALL_FORCES], resamples, seed),
+        "kappa": _kappa_interval(scores.confusion, resamples, seed),
     }
 
 

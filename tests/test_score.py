@@ -430,6 +430,13 @@ def test_interval_holds_the_score_narrows_with_more_codes_and_is_reproducible():
     assert intervals(small) == intervals(small)  # a fixed seed: the same codes, the same interval
 
 
+def test_one_metrics_interval_does_not_move_when_another_metrics_counts_do():
+    pairs = {("push", "push"): 6, ("push", "anxiety"): 3, ("pull", "pull"): 5, ("anxiety", "pull"): 2}
+    a, b = _with_counts(16, 89, 59, pairs), _with_counts(17, 80, 58, pairs)
+    assert intervals(a)["kappa"] == intervals(b)["kappa"]
+    assert intervals(a)["force_f1_strict"] != intervals(b)["force_f1_strict"]
+
+
 # --- properties ---------------------------------------------------------------------
 
 _spans = st.lists(
