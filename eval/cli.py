@@ -88,9 +88,15 @@ def _gate(args: argparse.Namespace, scores: dict, compare: Callable, write_json:
         return 2
     baseline = json.loads(baseline_path.read_text(encoding="utf-8"))
     drops = compare(scores, baseline)
+    ci = baseline.get("ci95") or {}
     for name in [k for k in scores if not isinstance(scores[k], (dict, list)) and k in baseline]:
         if isinstance(scores[name], float) and isinstance(baseline[name], float):
-            out.print(f"{name:<18} {baseline[name]:.3f} -> {scores[name]:.3f} ({scores[name] - baseline[name]:+.3f})")
+            line = f"{name:<18} {baseline[name]:.3f} -> {scores[name]:.3f} ({scores[name] - baseline[name]:+.3f})"
+            if ci.get(name) and scores[name] != baseline[name]:
+                low, high = ci[name]
+                line += ("  inside the baseline's 95% interval: could be chance" if low <= scores[name] <= high
+                         else "  outside the baseline's 95% interval")
+            out.print(line, highlight=False, soft_wrap=True)
     if drops:
         console.print("[red]regression against the baseline:[/red]")
         for line in drops:

@@ -40,3 +40,24 @@ def test_full_report_with_a_spurious_confusion_row_renders_as_markdown_and_html(
     html = html_report(md)
     assert html.lstrip().lower().startswith("<!doctype html") or "<html" in html.lower()
     assert "FALSE POSITIVE" in html
+
+
+def test_the_gate_prints_each_delta_against_the_baselines_interval(tmp_path, capsys):
+    import argparse
+    import json
+
+    from jtbd.eval.cli import _gate
+    from jtbd.eval.runner import write_json
+    from jtbd.eval.score import compare_to_baseline
+
+    baseline = {"force_f1_strict": 0.178, "kappa": 0.505, "grounding_rate": 0.968,
+                "ci95": {"force_f1_strict": [0.104, 0.255], "kappa": [0.282, 0.71]}}
+    path = tmp_path / "baseline.json"
+    path.write_text(json.dumps(baseline))
+    args = argparse.Namespace(baseline=str(path), update_baseline=False)
+    current = {"force_f1_strict": 0.168, "kappa": 0.25, "grounding_rate": 0.968}
+    assert _gate(args, current, compare_to_baseline, write_json) == 1  # kappa fell past the tolerance
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.strip()}
+    assert lines["force_f1_strict"].endswith("inside the baseline's 95% interval: could be chance")
+    assert lines["kappa"].endswith("outside the baseline's 95% interval")
+    assert "interval" not in lines["grounding_rate"]  # unchanged, and no interval for it
