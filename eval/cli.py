@@ -108,6 +108,8 @@ def _gate(args: argparse.Namespace, scores: dict, compare: Callable, write_json:
 def print_scores(scores: dict) -> None:
     from rich.table import Table
 
+    from jtbd.eval.report import INTERVAL_NOTE, fmt_interval
+
     base = scores.get("no_skill_all_push", {})
     ci = scores.get("ci95") or {}
     table = Table(title="jtbd eval: headline metrics")
@@ -116,10 +118,10 @@ def print_scores(scores: dict) -> None:
     for name, value in scores.items():
         if isinstance(value, (dict, list)) or name == "transcripts":
             continue
-        table.add_row(name, _fmt(value), _interval(ci.get(name)), _fmt(base.get(name)))
+        table.add_row(name, _fmt(value), fmt_interval(ci.get(name)), _fmt(base.get(name)))
     out.print(table)
     if ci:
-        out.print("95% interval: bootstrap over the scored codes; a change inside it can be chance at this gold set's size.")
+        out.print(INTERVAL_NOTE)
     rows = Table(title="strict P / R / F1 per kind and force type")
     for col in ("code", "P", "R", "F1", "tp", "fp", "fn"):
         rows.add_column(col)
@@ -127,10 +129,6 @@ def print_scores(scores: dict) -> None:
         rows.add_row(name, _fmt(prf["precision"]), _fmt(prf["recall"]), _fmt(prf["f1"]),
                      str(prf["tp"]), str(prf["fp"]), str(prf["fn"]))
     out.print(rows)
-
-
-def _interval(ci: Any) -> str:
-    return "-" if not ci else f"{ci[0]:.3f} - {ci[1]:.3f}"
 
 
 def _fmt(value: Any) -> str:

@@ -39,12 +39,18 @@ def headline_table(scores: dict[str, Any], baseline: dict[str, Any] | None = Non
     lines = ["| metric | this run | 95% interval | no-skill (all push) |", "|---|---|---|---|"]
     for name in names:
         base = baseline.get(name) if baseline else None
-        interval = f"{ci[name][0]:.3f} - {ci[name][1]:.3f}" if ci.get(name) else "-"
-        lines.append(f"| {name} | {_fmt(scores[name])} | {interval} | {_fmt(base)} |")
+        lines.append(f"| {name} | {_fmt(scores[name])} | {fmt_interval(ci.get(name))} | {_fmt(base)} |")
     if ci:
-        lines += ["", "95% interval: a bootstrap over the scored codes (each gold force, hit or missed, and each unmatched "
-                  "prediction; for kappa each overlapping pair). A change inside it can be chance at this gold set's size."]
+        lines += ["", INTERVAL_NOTE]
     return lines
+
+
+INTERVAL_NOTE = ("95% interval: a bootstrap over the scored codes (each gold force, hit or missed, and each unmatched "
+                 "prediction; for kappa each overlapping pair). A change inside it can be chance at this gold set's size.")
+
+
+def fmt_interval(ci: Any) -> str:
+    return "-" if not ci else f"{ci[0]:.3f} - {ci[1]:.3f}"
 
 
 def _fmt(value: Any) -> str:

@@ -36,6 +36,8 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable, NamedTuple, Sequence
 
+import numpy as np
+
 from jtbd.coding.sentences import split_sentences
 from jtbd.schemas.transcript import Transcript
 
@@ -440,8 +442,6 @@ BOOTSTRAP_SEED = 0  # fixed: the same codes always give the same interval, so CI
 
 def _f1_interval(prf: PRF, resamples: int, seed: int) -> tuple[float, float] | None:
     """95% percentile interval of 2tp / (2tp + fp + fn) with the scored items resampled."""
-    import numpy as np
-
     counts = [prf.tp, prf.fp, prf.fn]
     n = sum(counts)
     if not n:
@@ -453,13 +453,12 @@ def _f1_interval(prf: PRF, resamples: int, seed: int) -> tuple[float, float] | N
 
 def _kappa_interval(confusion: dict[str, dict[str, int]], resamples: int, seed: int) -> tuple[float, float] | None:
     """95% percentile interval of Cohen's kappa with the overlapping type pairs resampled."""
-    import numpy as np
-
     cells = np.array([[confusion[g][p] for p in FORCE_TYPES] for g in FORCE_TYPES], dtype=float)
     n = int(cells.sum())
     if not n:
         return None
-    draws = np.random.default_rng(seed).multinomial(n, cells.ravel() / n, size=resamples).reshape(resamples, len(FORCE_TYPES), -1)
+    draws = np.random.default_rng(seed).multinomial(n, cells.ravel() / n, size=resamples)
+    draws = draws.reshape(resamples, len(FORCE_TYPES), len(FORCE_TYPES))  # resample, gold type, predicted type
     observed = np.trace(draws, axis1=1, axis2=2) / n
     expected = (draws.sum(axis=2) * draws.sum(axis=1)).sum(axis=1) / (n * n)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -469,13 +468,12 @@ def _kappa_interval(confusion: dict[str, dict[str, int]], resamples: int, seed: 
 
 
 def _percentiles(values: Any) -> tuple[float, float]:
-    import numpy as np
-
     low, high = np.percentile(values, [2.5, 97.5])
     return float(low), float(high)
 
 
-def intervals(scores: Scores, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED) -> dict[str, tuple[float, float] | None]:
+def intervals(scores: Scores, resamples: int = BOOTSTRAP_RESAMPLES,
+              seed: int = BOOTSTRAP_SEED) -> dict[str, tuple[float, float] | None]:
     """95% bootstrap intervals of strict and lenient force F1 and of kappa on overlapping spans.
 
     The scored items are resampled with replacement: for F1 each gold force (hit or missed) and
