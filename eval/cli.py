@@ -108,7 +108,7 @@ def _gate(args: argparse.Namespace, scores: dict, compare: Callable, write_json:
 def print_scores(scores: dict) -> None:
     from rich.table import Table
 
-    from jtbd.eval.report import INTERVAL_NOTE, fmt_interval
+    from jtbd.eval.report import INTERVAL_NOTE, fmt_interval, fmt_value
 
     base = scores.get("no_skill_all_push", {})
     ci = scores.get("ci95") or {}
@@ -118,7 +118,7 @@ def print_scores(scores: dict) -> None:
     for name, value in scores.items():
         if isinstance(value, (dict, list)) or name == "transcripts":
             continue
-        table.add_row(name, _fmt(value), fmt_interval(ci.get(name)), _fmt(base.get(name)))
+        table.add_row(name, fmt_value(value), fmt_interval(ci.get(name)), fmt_value(base.get(name)))
     out.print(table)
     if ci:
         out.print(INTERVAL_NOTE)
@@ -126,10 +126,6 @@ def print_scores(scores: dict) -> None:
     for col in ("code", "P", "R", "F1", "tp", "fp", "fn"):
         rows.add_column(col)
     for name, prf in scores["strict"].items():
-        rows.add_row(name, _fmt(prf["precision"]), _fmt(prf["recall"]), _fmt(prf["f1"]),
+        rows.add_row(name, fmt_value(prf["precision"]), fmt_value(prf["recall"]), fmt_value(prf["f1"]),
                      str(prf["tp"]), str(prf["fp"]), str(prf["fn"]))
     out.print(rows)
-
-
-def _fmt(value: Any) -> str:
-    return "-" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)

@@ -39,7 +39,7 @@ def headline_table(scores: dict[str, Any], baseline: dict[str, Any] | None = Non
     lines = ["| metric | this run | 95% interval | no-skill (all push) |", "|---|---|---|---|"]
     for name in names:
         base = baseline.get(name) if baseline else None
-        lines.append(f"| {name} | {_fmt(scores[name])} | {fmt_interval(ci.get(name))} | {_fmt(base)} |")
+        lines.append(f"| {name} | {fmt_value(scores[name])} | {fmt_interval(ci.get(name))} | {fmt_value(base)} |")
     if ci:
         lines += ["", INTERVAL_NOTE]
     return lines
@@ -53,7 +53,7 @@ def fmt_interval(ci: Any) -> str:
     return "-" if not ci else f"{ci[0]:.3f} - {ci[1]:.3f}"
 
 
-def _fmt(value: Any) -> str:
+def fmt_value(value: Any) -> str:
     return "-" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
