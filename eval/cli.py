@@ -62,6 +62,10 @@ def cmd_eval(args: argparse.Namespace, settings: Any) -> int:
     with batch_progress():
         ev = evaluate(gold_dir, settings, out_dir)
     print_summary(ev.summary)
+    if ev.summary["gold_refused"]:
+        console.print(f"[red]gold files refused[/red] (not scored; `jtbd gold check {gold_dir}` lists the same):")
+        for line in ev.summary["gold_refused"]:
+            console.print("  " + line, highlight=False, soft_wrap=True)
     scores = ev.scores_dict()
     print_scores(scores)
     write_json(Path(args.scores) if args.scores else out_dir / "scores.json", scores)
@@ -72,7 +76,8 @@ def cmd_eval(args: argparse.Namespace, settings: Any) -> int:
         text = markdown_report(scores, sections)
         Path(args.report).write_text(html_report(text) if args.report.endswith(".html") else text, encoding="utf-8")
         console.print(f"report written to {args.report}")
-    return _gate(args, scores, compare_to_baseline, write_json) or (1 if ev.summary["transcripts_failed"] else 0)
+    failed = ev.summary["transcripts_failed"] or ev.summary["gold_refused"]
+    return _gate(args, scores, compare_to_baseline, write_json) or (1 if failed else 0)
 
 
 def _gate(args: argparse.Namespace, scores: dict, compare: Callable, write_json: Callable) -> int:

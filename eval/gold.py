@@ -6,6 +6,21 @@ words character for character, inside one turn and one cue: the scorer
 compares spans, so a quote that only fuzzy-matches would move the target.
 `validate_gold` lists every violation; `load_gold` refuses a file that has any.
 
+Only ``"transcript"`` and ``"codes"`` are required, so a set written to the
+format in the README loads as it is:
+
+- ``"interviewers"`` / ``"interviewees"`` (speaker labels) are optional. When
+  neither is given, the roles are inferred as ``jtbd code`` infers them, and
+  the speakers the gold quotes were taken from are the ones coded: a second
+  interviewee (a couple interviewed together) or a talkative interviewer
+  cannot turn the coders' own quotes into violations.
+- A quote copied from a hard-wrapped file holds the file's line breaks
+  ("waking up with\nmy back"); the parser joins the lines of a turn with one
+  space, so a quote that is in the file as written is aligned with its
+  whitespace collapsed, across the lines of its turn.
+- A note is what the coding guide asks of our own set, not a condition for
+  scoring: a code without one loads.
+
 The parse function is a parameter so the gold tools work (and are tested)
 without depending on one parser implementation.
 """
@@ -20,11 +35,11 @@ from typing import Any, Callable, Sequence
 from jtbd.coding.ground import MIN_QUOTE_CHARS, Span, ground_quote
 from jtbd.eval.score import FORCE_TYPES, KINDS, is_job_story
 from jtbd.schemas.codebook import Alignment, Dimension
-from jtbd.schemas.transcript import Transcript, Turn
+from jtbd.schemas.transcript import Role, Transcript, Turn
 
 GOLD_SUFFIX = ".gold.json"
 DIMENSIONS = tuple(d.value for d in Dimension)
-NEEDS_NOTE = ("force", "trigger", "quote")  # the coding guide: jobs need no note
+NEEDS_NOTE = ("force", "trigger", "quote")  # the coding guide: jobs need no note (tests check our set)
 NO_FUZZY = 101  # above rapidfuzz's 0-100 scale, so the fuzzy step can never pass
 
 ParseFn = Callable[..., Transcript]
@@ -105,18 +120,24 @@ def _check(gold_path: Path, parse: ParseFn) -> tuple[GoldSet | None, list[str]]:
     transcript_path, problems = _transcript_path(gold_path, data)
     if transcript_path is None:
         return None, problems
-    transcript, problem = _parse(transcript_path, data, parse)
+    interviewers, interviewees = list(data.get("interviewers") or []), list(data.get("interviewees") or [])
+    transcript, problem = _parse(transcript_path, interviewers, interviewees, parse)
     if problem:
         return None, problems + [f"{gold_path}: {problem}"]
+    source = _file_text(transcript_path)
     codes = [_gold_code(raw) for raw in data["codes"]]
+    if not interviewers and not interviewees:
+        quoted = _quoted_speakers(codes, transcript, source)
+        if quoted and quoted != {t.speaker for t in transcript.interviewee_turns()}:
+            interviewees = sorted(quoted)
+            transcript, problem = _parse(transcript_path, interviewers, interviewees, parse)
+            if problem:
+                return None, problems + [f"{gold_path}: {problem}"]
     for index, code in enumerate(codes):
-        problems += [f"{gold_path}: code {index}: {p}" for p in _code_problems(code, transcript)]
+        problems += [f"{gold_path}: code {index}: {p}"
+                     for p in _code_problems(code, transcript, source, named=bool(interviewers or interviewees))]
     problems += [f"{gold_path}: code {i}: {p}" for i, p in _duplicates(codes)]
-    gold = GoldSet(
-        gold_path, transcript_path, transcript, codes,
-        list(data["interviewers"]), list(data.get("interviewees") or []),
-    )
-    return gold, problems
+    return GoldSet(gold_path, transcript_path, transcript, codes, interviewers, interviewees), problems
 
 
 def _read_json(gold_path: Path) -> tuple[dict | None, str | None]:
@@ -128,10 +149,9 @@ def _read_json(gold_path: Path) -> tuple[dict | None, str | None]:
         return None, "bad JSON: the top level must be an object"
     if not isinstance(data.get("codes"), list) or not all(isinstance(c, dict) for c in data["codes"]):
         return None, 'bad JSON: "codes" must be a list of objects'
-    if not _string_list(data.get("interviewers")) or not data["interviewers"]:
-        return None, 'no "interviewers": list every interviewer label exactly as in the transcript'
-    if "interviewees" in data and not _string_list(data["interviewees"]):
-        return None, '"interviewees" must be a list of speaker labels'
+    for key in ("interviewers", "interviewees"):
+        if data.get(key) is not None and not _string_list(data[key]):
+            return None, f'"{key}" must be a list of speaker labels'
     return data, None
 
 
@@ -155,12 +175,44 @@ def _transcript_path(gold_path: Path, data: dict) -> tuple[Path | None, list[str
     return path, problems
 
 
-def _parse(path: Path, data: dict, parse: ParseFn) -> tuple[Transcript | None, str | None]:
+def _parse(path: Path, interviewers: list[str], interviewees: list[str],
+           parse: ParseFn) -> tuple[Transcript | None, str | None]:
     try:
-        transcript = parse(path, interviewers=data["interviewers"], interviewees=data.get("interviewees") or ())
+        transcript = parse(path, interviewers=interviewers, interviewees=interviewees)
     except Exception as err:  # a report, not a crash: any parser failure is one more violation
         return None, f"transcript does not parse: {type(err).__name__}: {err}"
     return transcript, None
+
+
+def _file_text(path: Path) -> str:
+    """The transcript file as written (for quotes that keep its line breaks); "" if unreadable."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError):
+        return ""
+
+
+def _quoted_speakers(codes: list[GoldCode], transcript: Transcript, source: str) -> set[str]:
+    """The speakers whose turns hold the gold quotes, when no roles were named: an inferred
+    interviewee's turn first, then any turn the parser did not take for an interviewer's."""
+    speakers = set()
+    for code in codes:
+        if not isinstance(code.quote, str) or not code.quote.strip():
+            continue
+        found = [t for t in transcript.turns if _find(code.quote, t.text, source) >= 0]
+        mine = [t for t in found if t.is_coded] or [t for t in found if t.role is not Role.interviewer]
+        speakers.update(t.speaker for t in mine[:1])
+    return speakers
+
+
+def _find(quote: str, text: str, source: str) -> int:
+    """Where `quote` is in a turn's `text`: as written, or, when it is in the file as written
+    and holds line breaks or runs of spaces, with its whitespace collapsed to single spaces."""
+    at = text.find(quote)
+    collapsed = " ".join(quote.split())
+    if at < 0 and collapsed != quote and quote.replace("\r\n", "\n") in source:  # source: newlines read as \n
+        at = text.find(collapsed)
+    return at
 
 
 def _gold_code(raw: dict) -> GoldCode:
@@ -170,11 +222,11 @@ def _gold_code(raw: dict) -> GoldCode:
     )
 
 
-def _code_problems(code: GoldCode, transcript: Transcript) -> list[str]:
+def _code_problems(code: GoldCode, transcript: Transcript, source: str = "", named: bool = True) -> list[str]:
     problems = _label_problems(code)
     if not isinstance(code.quote, str) or not code.quote.strip():
         return problems + ["no quote"]
-    return problems + _align(code, transcript)
+    return problems + _align(code, transcript, source, named)
 
 
 def _label_problems(code: GoldCode) -> list[str]:
@@ -189,8 +241,6 @@ def _label_problems(code: GoldCode) -> list[str]:
         problems.append(f"unknown dimension {code.dimension!r} (expected one of {', '.join(DIMENSIONS)})")
     if code.kind == "job":
         problems += _job_problems(code)
-    if code.kind in NEEDS_NOTE and not (isinstance(code.note, str) and code.note.strip()):
-        problems.append(f"{code.kind} code without a note")
     return problems
 
 
@@ -206,8 +256,9 @@ def _job_problems(code: GoldCode) -> list[str]:
 # --- alignment -----------------------------------------------------------------
 
 
-def _align(code: GoldCode, transcript: Transcript) -> list[str]:
-    """Set the code's offsets if its quote is exact inside one interviewee cue; else say why not."""
+def _align(code: GoldCode, transcript: Transcript, source: str = "", named: bool = True) -> list[str]:
+    """Set the code's offsets if its quote is exact inside one interviewee cue (or, copied from
+    a hard-wrapped file, inside one turn); else say why not."""
     quote = code.quote
     if quote != quote.strip():
         return [f"quote has leading or trailing whitespace: {_short(quote)}"]
@@ -215,13 +266,30 @@ def _align(code: GoldCode, transcript: Transcript) -> list[str]:
         return [f"quote shorter than {MIN_QUOTE_CHARS} characters: {quote!r}"]
     span = ground_quote(quote, transcript, threshold=NO_FUZZY)
     exact = _exact_span(quote, transcript, span)
-    if exact is None:
-        return [_why_not_found(quote, transcript, span)]
-    turn = transcript.turns[_turn_position(transcript, exact.turn_index)]
-    if not _inside_one_segment(turn, exact.char_start, exact.char_end):
-        return [f"quote spans two cues of turn {turn.index} ({turn.speaker}): {_short(quote)}"]
+    wrapped = exact is None and _wrapped_span(quote, transcript, source)
+    if wrapped:
+        exact = wrapped  # contiguous in the file: its line breaks are the file's, not a cue's edge
+    elif exact is None:
+        return [_why_not_found(quote, transcript, span, named)]
+    else:
+        turn = transcript.turns[_turn_position(transcript, exact.turn_index)]
+        if not _inside_one_segment(turn, exact.char_start, exact.char_end):
+            return [f"quote spans two cues of turn {turn.index} ({turn.speaker}): {_short(quote)}"]
     code.char_start, code.char_end, code.turn_index = exact.char_start, exact.char_end, exact.turn_index
     return []
+
+
+def _wrapped_span(quote: str, transcript: Transcript, source: str) -> Span | None:
+    """The span of a quote that keeps the file's line breaks, in the parsed text (lines joined by a space)."""
+    collapsed = " ".join(quote.split())
+    if collapsed == quote:
+        return None
+    for turn in transcript.interviewee_turns():
+        at = _find(quote, turn.text, source)
+        if at >= 0:
+            start = turn.char_start + at
+            return Span(turn.index, start, start + len(collapsed), Alignment.exact, 100.0)
+    return None
 
 
 def _exact_span(quote: str, transcript: Transcript, span: Span | None) -> Span | None:
@@ -243,11 +311,12 @@ def _exact_span(quote: str, transcript: Transcript, span: Span | None) -> Span |
     return None
 
 
-def _why_not_found(quote: str, transcript: Transcript, span: Span | None) -> str:
+def _why_not_found(quote: str, transcript: Transcript, span: Span | None, named: bool = True) -> str:
     others = [t for t in transcript.turns if not t.is_coded and quote in t.text]
     if others:
         speakers = ", ".join(sorted({f"{t.speaker} ({t.role.value})" for t in others}))
-        return f"quote found only in a turn that is not coded: {speakers}: {_short(quote)}"
+        hint = "" if named else ' (roles inferred: name the "interviewers" if they are wrong)'
+        return f"quote found only in a turn that is not coded: {speakers}{hint}: {_short(quote)}"
     if _spans_turns(quote, transcript.turns):
         return f"quote spans two turns: {_short(quote)}"
     return f"quote not found exactly in an interviewee turn{_closest(span)}: {_short(quote)}"

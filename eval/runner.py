@@ -13,7 +13,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from jtbd.eval.gold import GoldSet, find_gold_files, load_gold
+from jtbd.eval.gold import GoldError, GoldSet, find_gold_files, load_gold
 from jtbd.eval.score import (
     Coded, Scores, TranscriptCodes, all_push_baseline, coded_from_code, coded_from_gold,
     scores_to_dict, score_codes,
@@ -50,10 +50,26 @@ def bundled_gold(split: str = "all") -> Path:
 
 
 def load_gold_folder(folder: Path) -> list[GoldSet]:
+    """Every gold file under `folder`; raises GoldError naming every violation of every file."""
+    gold, problems = load_gold_files(folder)
+    if problems:
+        raise GoldError(problems)
+    return gold
+
+
+def load_gold_files(folder: Path) -> tuple[list[GoldSet], list[str]]:
+    """The gold files under `folder` that load, and one line per violation of those that do not:
+    a bad file is refused whole (dropping a code would move the target), the rest go on."""
     files = find_gold_files(folder)
     if not files:
         raise FileNotFoundError(f"no *.gold.json files under {folder}")
-    return [load_gold(f) for f in files]
+    gold, problems = [], []
+    for path in files:
+        try:
+            gold.append(load_gold(path))
+        except GoldError as err:
+            problems += err.problems
+    return gold, problems
 
 
 def predicted_codes(coded: CodedTranscript) -> list[Coded]:
@@ -88,7 +104,9 @@ def evaluate(gold_dir: Path, settings: Settings, out_dir: Path) -> Evaluation:
     from jtbd.coding.embed import cosine, make_embedder
     from jtbd.flows.code_batch import run_batch
 
-    gold = load_gold_folder(gold_dir)
+    gold, refused = load_gold_files(gold_dir)
+    if not gold:
+        raise GoldError([f"no gold file under {gold_dir} can be scored:", *refused])
     settings = dataclasses.replace(settings, collection=EVAL_COLLECTION)
     roles = {str(g.transcript_path): (list(g.interviewers), list(g.interviewees)) for g in gold}
     summary = run_batch(list(roles), settings, str(out_dir), roles=roles)
@@ -101,7 +119,7 @@ def evaluate(gold_dir: Path, settings: Settings, out_dir: Path) -> Evaluation:
         return cosine(va, vb)
 
     scores = score_gold(gold, predicted, similarity)
-    return Evaluation(gold, predicted, scores, score_baseline(gold), summary.as_dict())
+    return Evaluation(gold, predicted, scores, score_baseline(gold), {**summary.as_dict(), "gold_refused": refused})
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:

@@ -36,9 +36,54 @@ def _evaluate(split, my_vcr, data_dir, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def evaluations(prefect_harness, my_vcr, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("gate")
-    return {split: _evaluate(split, my_vcr, tmp / "data", tmp) for split in SPLITS}
+def gate_tmp(tmp_path_factory):
+    return tmp_path_factory.mktemp("gate")
+
+
+@pytest.fixture(scope="module")
+def evaluations(prefect_harness, my_vcr, gate_tmp):
+    return {split: _evaluate(split, my_vcr, gate_tmp / "data", gate_tmp) for split in SPLITS}
+
+
+def test_a_refused_gold_file_is_listed_and_the_rest_is_scored(evaluations, my_vcr, gate_tmp, capsys):
+    """A user's folder where one gold file has a quote nobody said: that file is refused with
+    its violation, the other is coded (the same requests, replayed) and scored as before."""
+    import shutil
+
+    from jtbd.eval.runner import evaluate
+
+    full = evaluations["test"]
+    good, bad = full.gold[0], full.gold[1]
+    folder = gate_tmp / "user-gold"
+    folder.mkdir()
+    for g in (good, bad):
+        shutil.copy(g.transcript_path, folder)
+        shutil.copy(g.gold_path, folder)
+    broken = json.loads(bad.gold_path.read_text())
+    broken["codes"][0]["quote"] = "words nobody said in this interview"
+    (folder / bad.gold_path.name).write_text(json.dumps(broken))
+    with my_vcr.use_cassette("eval/test.yaml.gz"):
+        ev = evaluate(folder, server_settings(gate_tmp / "data"), gate_tmp / "user-run")
+    assert [g.id for g in ev.gold] == [good.id]
+    [refused] = ev.summary["gold_refused"]
+    assert refused.startswith(f"{folder / bad.gold_path.name}: code 0: quote not found")
+    assert not ev.summary["transcripts_failed"] and sorted(ev.predicted) == [good.transcript.id]
+    ids = [c.id for c in ev.predicted[good.transcript.id].codes]
+    assert ids and ids == [c.id for c in full.predicted[good.transcript.id].codes]
+    assert ev.scores_dict()["transcript_ids"] == [good.id]
+
+    # The command says so and exits 1 (the same settings as flags: every chunk a cache hit).
+    from jtbd.cli import main
+
+    settings = server_settings(gate_tmp / "data")
+    flags = ["--backend", "openai", "--base-url", settings.base_url, "--model", settings.model,
+             "--llm-mode", settings.llm_mode, "--extra-body", settings.extra_body, "--concurrency", "1",
+             "--data-dir", settings.data_dir]
+    capsys.readouterr()
+    with my_vcr.use_cassette("eval/test.yaml.gz"):
+        assert main(["eval", "--gold", str(folder), "--out", str(gate_tmp / "user-cli"), *flags]) == 1
+    err = capsys.readouterr().err
+    assert "gold files refused" in err and bad.gold_path.name in err and "quote not found" in err
 
 
 def test_gold_scores_meet_the_baseline(evaluations):
