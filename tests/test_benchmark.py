@@ -1,0 +1,54 @@
+"""scripts/benchmark.py: its arithmetic, its data and its search part on the real embedder and
+Chroma. Times are measured by the script, never asserted here."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from jtbd.coding.sentences import split_sentences
+from jtbd.eval.runner import bundled_gold, load_gold_folder
+
+ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("benchmark", ROOT / "scripts" / "benchmark.py")
+benchmark = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(benchmark)
+
+
+def test_latency_summary_by_hand():
+    # 1 ms .. 20 ms: median between 10 and 11; the 95th percentile is the 19th of 20 (nearest rank).
+    summary = benchmark.latency_summary([n / 1000 for n in range(20, 0, -1)])
+    assert summary == {"n": 20, "median_ms": 10.5, "p95_ms": 19.0, "max_ms": 20.0}
+    assert benchmark.latency_summary([0.004]) == {"n": 1, "median_ms": 4.0, "p95_ms": 4.0, "max_ms": 4.0}
+    with pytest.raises(ValueError, match="no measurements"):
+        benchmark.latency_summary([])
+
+
+def test_sentence_codes_are_every_interviewee_sentence_grounded():
+    folder = bundled_gold("dev")
+    prepared = benchmark.sentence_codes(folder)
+    assert len(prepared) == len(load_gold_folder(folder))
+    for transcript, codes, contexts in prepared:
+        sentences = split_sentences(transcript)
+        assert len(codes) == len(sentences) == len(contexts) > 50
+        assert len({c.id for c in codes}) == len(codes)  # one stored code each, none overwritten
+        assert {c.label for c in codes} == {"force.push", "force.pull", "force.anxiety", "force.habit", "trigger"}
+        for code, sentence in zip(codes, sentences):
+            g = code.grounding
+            assert transcript.text[g.char_start:g.char_end] == code.quote == sentence.text
+            assert transcript.turns[g.turn_index].is_coded
+
+
+def test_search_part_fills_a_store_and_answers_every_query(tmp_path):
+    result = benchmark.bench_search(tmp_path)
+    expected = sum(len(codes) for _, codes, _ in benchmark.sentence_codes(bundled_gold("all")))
+    assert result["codes_stored"] == expected and result["transcripts"] == 10
+    first = load_gold_folder(bundled_gold("all"))[0].transcript.id
+    assert set(result["queries_top10"]) == {"no filter", "kind=force, force=push", f"transcript={first}"}
+    for row in result["queries_top10"].values():
+        assert row["n"] == len(benchmark.QUERIES) * benchmark.REPEATS
+        assert row["hits_per_query"] == 10.0 and row["hits_outside_filter"] == 0
+        assert 0 < row["median_ms"] <= row["p95_ms"] <= row["max_ms"]
+    assert (tmp_path / "chroma").is_dir()
