@@ -58,6 +58,7 @@ _LABEL_STAMP = rf"\s*[\[(]{_TS}[\])]"  # "Speaker 1 (00:03):" as Rev exports
 # The colon must be followed by a space or end the line, so "at 10:30" is no label.
 _LABEL = re.compile(rf"(?P<label>[^:]+?(?:{_LABEL_STAMP})?)\s*:(?:\s+(?P<text>.*))?")
 _BRACKET_LABEL = re.compile(r"\[(?P<label>[^\]\d][^\]]*)\]\s*(?P<text>.*)")
+_BARE_STAMP = re.compile(rf"[\[(]?(?P<ts>{_TS})[\])]?")  # a line that is only a time
 _OTTER_HEADER = re.compile(rf"(?P<label>[^\s:][^:]*?)\s{{2,}}(?P<ts>{_TS})")  # "Dana Reyes  0:03"
 _ROLE_WORDS = "interviewer|moderator|researcher|facilitator|host"
 _SPEAKER_LIKE = re.compile(
@@ -118,10 +119,36 @@ def _read_line(line: str) -> tuple[str | None, _Cue, _Cue]:
 
 
 def _txt_cues(text: str) -> list[_Cue]:
-    lines = [line.strip() for line in _LINE_BREAK.split(text)]
-    read = [_read_line(line) for line in lines if line]
+    lines = [line.strip() for line in _LINE_BREAK.split(text) if line.strip()]
+    headers = _name_over_stamp(lines)
+    read = [_read_line(line) for i, line in enumerate(lines) if i not in headers and i - 1 not in headers]
     counts = Counter(label for label, _, _ in read if label)
-    return [said if label and _is_speaker_label(label, counts) else plain for label, said, plain in read]
+    cues = [said if label and _is_speaker_label(label, counts) else plain for label, said, plain in read]
+    if not headers:
+        return cues
+    # Put each header back where it was: a label-only cue that lends its time to the next.
+    out, taken = [], iter(cues)
+    for i, line in enumerate(lines):
+        if i in headers:
+            out.append(_Cue("", line, headers[i]))
+        elif i - 1 not in headers:
+            out.append(next(taken))
+    return out
+
+
+def _name_over_stamp(lines: list[str]) -> dict[int, float]:
+    """Speaker headers exported as the name alone on a line and the time alone on the next
+    ("Dana Reyes" / "00:01:12", as Riverside and some Descript exports write them): the
+    line index of each name and its time in seconds. A file needs two such headers."""
+    found = {}
+    for i, (line, following) in enumerate(zip(lines, lines[1:])):
+        stamp = _BARE_STAMP.fullmatch(following)
+        words = line.split()
+        if (stamp and 0 < len(words) <= 4 and len(line) <= 40 and line[-1] not in ".,;:!?"
+                and words[0].lower() not in _NOT_SPEAKERS
+                and (_looks_like_name(line) or _SPEAKER_LIKE.fullmatch(line))):
+            found[i] = _seconds(stamp["ts"])
+    return found if len(found) >= 2 else {}
 
 
 def _label_prefixes(cues: list[_Cue], brackets: bool) -> list[_Cue]:

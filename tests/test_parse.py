@@ -112,6 +112,29 @@ def test_a_label_alone_on_its_line_starts_the_turn_below():
     assert_offsets_hold(t)
 
 
+def test_name_and_time_on_lines_of_their_own_head_each_turn():
+    """Riverside and some Descript exports: the name alone on a line, the time alone below it."""
+    t = parse(
+        "Maya Chen\n00:00:03\nSo when did you first think about it?\n\n"
+        "Dana Reyes\n00:00:09\nAbout a year before, in the spring.\nMy back was killing me every morning.\n\n"
+        "Maya Chen\n[00:01:02]\nAnd then?\n"
+    )
+    assert [(turn.speaker, turn.start, turn.text) for turn in t.turns] == [
+        ("Maya Chen", 3.0, "So when did you first think about it?"),
+        ("Dana Reyes", 9.0, "About a year before, in the spring. My back was killing me every morning."),
+        ("Maya Chen", 62.0, "And then?"),
+    ]
+    assert who(t)[1] == ("Dana Reyes", "interviewee") and t.interviewers == ["Maya Chen"]
+    assert_offsets_hold(t)
+
+
+def test_one_short_line_above_a_time_is_speech_not_a_header():
+    t = parse("Interviewer: When was the appointment?\nDana: It was on the Tuesday.\nEarly Tuesday\n09:30\n"
+              "Interviewer: Right?\n")
+    assert [turn.speaker for turn in t.turns] == ["Interviewer", "Dana", "Interviewer"]
+    assert t.turns[1].text == "It was on the Tuesday. Early Tuesday 09:30"
+
+
 def test_sentences_with_a_colon_are_not_speakers():
     t = parse(
         "Interviewer: What happened?\n"
