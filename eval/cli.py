@@ -62,9 +62,10 @@ def cmd_eval(args: argparse.Namespace, settings: Any) -> int:
     with batch_progress():
         ev = evaluate(gold_dir, settings, out_dir)
     print_summary(ev.summary)
-    if ev.summary["gold_refused"]:
-        console.print(f"[red]gold files refused[/red] (not scored; `jtbd gold check {gold_dir}` lists the same):")
-        for line in ev.summary["gold_refused"]:
+    if ev.summary["gold_problems"]:
+        console.print(f"[red]gold problems[/red] (`jtbd gold check {gold_dir}` lists the same): a code with a "
+                      f"problem is not scored; a file that cannot be read or parsed is not scored at all:")
+        for line in ev.summary["gold_problems"]:
             console.print("  " + line, highlight=False, soft_wrap=True)
     scores = ev.scores_dict()
     print_scores(scores)
@@ -76,7 +77,7 @@ def cmd_eval(args: argparse.Namespace, settings: Any) -> int:
         text = markdown_report(scores, sections)
         Path(args.report).write_text(html_report(text) if args.report.endswith(".html") else text, encoding="utf-8")
         console.print(f"report written to {args.report}")
-    failed = ev.summary["transcripts_failed"] or ev.summary["gold_refused"]
+    failed = ev.summary["transcripts_failed"] or ev.summary["gold_problems"]
     return _gate(args, scores, compare_to_baseline, write_json) or (1 if failed else 0)
 
 

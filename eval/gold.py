@@ -4,7 +4,9 @@ A gold file ``<id>.gold.json`` sits beside its transcript ``<id>.<ext>`` (see
 eval/CODING_GUIDE.md section 9). Every gold quote must be the interviewee's
 words character for character, inside one turn and one cue: the scorer
 compares spans, so a quote that only fuzzy-matches would move the target.
-`validate_gold` lists every violation; `load_gold` refuses a file that has any.
+`validate_gold` lists every violation; `load_gold` refuses a file that has any;
+`load_gold_scorable` (what `jtbd eval` uses on a folder) leaves out only the
+codes that break a rule, so one mistyped quote does not cost a whole interview.
 
 Only ``"transcript"`` and ``"codes"`` are required, so a set written to the
 format in the README loads as it is:
@@ -28,7 +30,7 @@ without depending on one parser implementation.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -99,10 +101,22 @@ def find_gold_files(folder: Path | str) -> list[Path]:
 
 def load_gold(gold_path: Path | str, parse: ParseFn = _default_parse) -> GoldSet:
     """Read, parse and align one gold file; raise GoldError listing every violation."""
-    gold, problems = _check(Path(gold_path), parse)
+    gold, problems, _ = _check(Path(gold_path), parse)
     if problems:
         raise GoldError(problems)
     return gold
+
+
+def load_gold_scorable(gold_path: Path | str, parse: ParseFn = _default_parse) -> tuple[GoldSet | None, list[str]]:
+    """For scoring someone's set: the file with the codes that pass, and every violation.
+
+    A code that breaks a rule (a quote not in the transcript, a duplicate ...) is left out, not
+    the whole interview; the file itself is left out (None) only when it cannot be read, its
+    transcript is missing or does not parse."""
+    gold, problems, bad = _check(Path(gold_path), parse)
+    if gold is not None and bad:
+        gold = replace(gold, codes=[c for i, c in enumerate(gold.codes) if i not in bad])
+    return gold, problems
 
 
 def validate_gold(gold_path: Path | str, parse: ParseFn = _default_parse) -> list[str]:
@@ -113,17 +127,19 @@ def validate_gold(gold_path: Path | str, parse: ParseFn = _default_parse) -> lis
 # --- the checks ----------------------------------------------------------------
 
 
-def _check(gold_path: Path, parse: ParseFn) -> tuple[GoldSet | None, list[str]]:
+def _check(gold_path: Path, parse: ParseFn) -> tuple[GoldSet | None, list[str], set[int]]:
+    """The gold set (None if the file cannot be used at all), every violation, and the indices
+    of the codes that violate a rule."""
     data, problem = _read_json(gold_path)
     if problem:
-        return None, [f"{gold_path}: {problem}"]
+        return None, [f"{gold_path}: {problem}"], set()
     transcript_path, problems = _transcript_path(gold_path, data)
     if transcript_path is None:
-        return None, problems
+        return None, problems, set()
     interviewers, interviewees = list(data.get("interviewers") or []), list(data.get("interviewees") or [])
     transcript, problem = _parse(transcript_path, interviewers, interviewees, parse)
     if problem:
-        return None, problems + [f"{gold_path}: {problem}"]
+        return None, problems + [f"{gold_path}: {problem}"], set()
     source = _file_text(transcript_path)
     codes = [_gold_code(raw) for raw in data["codes"]]
     if not interviewers and not interviewees:
@@ -132,12 +148,16 @@ def _check(gold_path: Path, parse: ParseFn) -> tuple[GoldSet | None, list[str]]:
             interviewees = sorted(quoted)
             transcript, problem = _parse(transcript_path, interviewers, interviewees, parse)
             if problem:
-                return None, problems + [f"{gold_path}: {problem}"]
+                return None, problems + [f"{gold_path}: {problem}"], set()
+    bad = set()
     for index, code in enumerate(codes):
-        problems += [f"{gold_path}: code {index}: {p}"
-                     for p in _code_problems(code, transcript, source, named=bool(interviewers or interviewees))]
-    problems += [f"{gold_path}: code {i}: {p}" for i, p in _duplicates(codes)]
-    return GoldSet(gold_path, transcript_path, transcript, codes, interviewers, interviewees), problems
+        found = _code_problems(code, transcript, source, named=bool(interviewers or interviewees))
+        problems += [f"{gold_path}: code {index}: {p}" for p in found]
+        bad.update([index] if found else [])
+    for index, problem in _duplicates(codes):
+        problems.append(f"{gold_path}: code {index}: {problem}")
+        bad.add(index)
+    return GoldSet(gold_path, transcript_path, transcript, codes, interviewers, interviewees), problems, bad
 
 
 def _read_json(gold_path: Path) -> tuple[dict | None, str | None]:

@@ -13,7 +13,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from jtbd.eval.gold import GoldError, GoldSet, find_gold_files, load_gold
+from jtbd.eval.gold import GoldError, GoldSet, find_gold_files, load_gold_scorable
 from jtbd.eval.score import (
     Coded, Scores, TranscriptCodes, all_push_baseline, coded_from_code, coded_from_gold,
     scores_to_dict, score_codes,
@@ -58,17 +58,17 @@ def load_gold_folder(folder: Path) -> list[GoldSet]:
 
 
 def load_gold_files(folder: Path) -> tuple[list[GoldSet], list[str]]:
-    """The gold files under `folder` that load, and one line per violation of those that do not:
-    a bad file is refused whole (dropping a code would move the target), the rest go on."""
+    """The gold files under `folder` that can be scored, each with the codes that pass, and one
+    line per violation: a code that breaks a rule is left out (not its whole interview), a file
+    only when it cannot be read or its transcript is missing or does not parse."""
     files = find_gold_files(folder)
     if not files:
         raise FileNotFoundError(f"no *.gold.json files under {folder}")
     gold, problems = [], []
     for path in files:
-        try:
-            gold.append(load_gold(path))
-        except GoldError as err:
-            problems += err.problems
+        loaded, found = load_gold_scorable(path)
+        gold += [loaded] if loaded is not None else []
+        problems += found
     return gold, problems
 
 
@@ -104,9 +104,9 @@ def evaluate(gold_dir: Path, settings: Settings, out_dir: Path) -> Evaluation:
     from jtbd.coding.embed import cosine, make_embedder
     from jtbd.flows.code_batch import run_batch
 
-    gold, refused = load_gold_files(gold_dir)
+    gold, problems = load_gold_files(gold_dir)
     if not gold:
-        raise GoldError([f"no gold file under {gold_dir} can be scored:", *refused])
+        raise GoldError([f"no gold file under {gold_dir} can be scored:", *problems])
     settings = dataclasses.replace(settings, collection=EVAL_COLLECTION)
     roles = {str(g.transcript_path): (list(g.interviewers), list(g.interviewees)) for g in gold}
     summary = run_batch(list(roles), settings, str(out_dir), roles=roles)
@@ -119,7 +119,7 @@ def evaluate(gold_dir: Path, settings: Settings, out_dir: Path) -> Evaluation:
         return cosine(va, vb)
 
     scores = score_gold(gold, predicted, similarity)
-    return Evaluation(gold, predicted, scores, score_baseline(gold), {**summary.as_dict(), "gold_refused": refused})
+    return Evaluation(gold, predicted, scores, score_baseline(gold), {**summary.as_dict(), "gold_problems": problems})
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:

@@ -45,9 +45,10 @@ def evaluations(prefect_harness, my_vcr, gate_tmp):
     return {split: _evaluate(split, my_vcr, gate_tmp / "data", gate_tmp) for split in SPLITS}
 
 
-def test_a_refused_gold_file_is_listed_and_the_rest_is_scored(evaluations, my_vcr, gate_tmp, capsys):
-    """A user's folder where one gold file has a quote nobody said: that file is refused with
-    its violation, the other is coded (the same requests, replayed) and scored as before."""
+def test_gold_problems_are_listed_and_everything_else_is_scored(evaluations, my_vcr, gate_tmp, capsys):
+    """A user's folder with a quote nobody said in one gold file and a file that is not JSON:
+    the quote's code is left out, the unreadable file too, and the rest is coded (the same
+    requests, replayed) and scored as before."""
     import shutil
 
     from jtbd.eval.runner import evaluate
@@ -62,15 +63,22 @@ def test_a_refused_gold_file_is_listed_and_the_rest_is_scored(evaluations, my_vc
     broken = json.loads(bad.gold_path.read_text())
     broken["codes"][0]["quote"] = "words nobody said in this interview"
     (folder / bad.gold_path.name).write_text(json.dumps(broken))
+    (folder / "unreadable.gold.json").write_text('{"transcript": "unreadable.txt", "codes": [,]}')
     with my_vcr.use_cassette("eval/test.yaml.gz"):
         ev = evaluate(folder, server_settings(gate_tmp / "data"), gate_tmp / "user-run")
-    assert [g.id for g in ev.gold] == [good.id]
-    [refused] = ev.summary["gold_refused"]
-    assert refused.startswith(f"{folder / bad.gold_path.name}: code 0: quote not found")
-    assert not ev.summary["transcripts_failed"] and sorted(ev.predicted) == [good.transcript.id]
-    ids = [c.id for c in ev.predicted[good.transcript.id].codes]
-    assert ids and ids == [c.id for c in full.predicted[good.transcript.id].codes]
-    assert ev.scores_dict()["transcript_ids"] == [good.id]
+    assert sorted(g.id for g in ev.gold) == sorted([good.id, bad.id])
+    loaded = {g.id: g for g in ev.gold}
+    assert [c.quote for c in loaded[bad.id].codes] == [c.quote for c in bad.codes[1:]]
+    assert [c.quote for c in loaded[good.id].codes] == [c.quote for c in good.codes]
+    quote_problem, file_problem = ev.summary["gold_problems"]
+    assert quote_problem.startswith(f"{folder / bad.gold_path.name}: code 0: quote not found")
+    assert file_problem.startswith(f"{folder / 'unreadable.gold.json'}: bad JSON")
+    assert not ev.summary["transcripts_failed"]
+    for g in (good, bad):
+        ids = [c.id for c in ev.predicted[g.transcript.id].codes]
+        assert ids and ids == [c.id for c in full.predicted[g.transcript.id].codes]
+    assert ev.scores.strict["force (all)"].tp + ev.scores.strict["force (all)"].fn == sum(
+        c.kind == "force" for g in ev.gold for c in g.codes)
 
     # The command says so and exits 1 (the same settings as flags: every chunk a cache hit).
     from jtbd.cli import main
@@ -82,8 +90,8 @@ def test_a_refused_gold_file_is_listed_and_the_rest_is_scored(evaluations, my_vc
     capsys.readouterr()
     with my_vcr.use_cassette("eval/test.yaml.gz"):
         assert main(["eval", "--gold", str(folder), "--out", str(gate_tmp / "user-cli"), *flags]) == 1
-    err = capsys.readouterr().err
-    assert "gold files refused" in err and bad.gold_path.name in err and "quote not found" in err
+    err = " ".join(capsys.readouterr().err.split())
+    assert "gold problems" in err and "code 0: quote not found" in err and "unreadable.gold.json: bad JSON" in err
 
 
 def test_gold_scores_meet_the_baseline(evaluations):

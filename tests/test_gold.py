@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from jtbd.eval.gold import GoldError, find_gold_files, load_gold, validate_gold
+from jtbd.eval.gold import GoldError, find_gold_files, load_gold, load_gold_scorable, validate_gold
 from jtbd.schemas.transcript import Role, Segment, Transcript, Turn
 
 LINES = [
@@ -112,6 +112,23 @@ def test_load_gold_refuses_a_file_with_violations(tmp_path):
         load_gold(path, parse=tiny_parse)
     assert err.value.problems == validate_gold(path, parse=tiny_parse)
     assert len(err.value.problems) == 1
+
+
+def test_for_scoring_a_bad_code_is_left_out_not_its_file(tmp_path):
+    path = write_gold(tmp_path, [GOOD[0], _code(quote="the spreadsheet was a mess"), GOOD[2], dict(GOOD[0], note="again")])
+    gold, problems = load_gold_scorable(path, parse=tiny_parse)
+    assert problems == validate_gold(path, parse=tiny_parse) and len(problems) == 2
+    assert [p.split(": ")[1] for p in problems] == ["code 1", "code 3"]
+    assert [c.quote for c in gold.codes] == [GOOD[0]["quote"], GOOD[2]["quote"]]
+    assert all(c.char_start is not None for c in gold.codes)
+
+
+def test_for_scoring_a_file_whose_transcript_does_not_parse_is_left_out(tmp_path):
+    def broken_parse(path, interviewers=(), interviewees=()):
+        raise ValueError("line 3 has no speaker")
+
+    gold, problems = load_gold_scorable(write_gold(tmp_path, GOOD), parse=broken_parse)
+    assert gold is None and len(problems) == 1 and "does not parse" in problems[0]
 
 
 def test_find_gold_files_is_recursive_and_sorted(tmp_path):
