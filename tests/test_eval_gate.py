@@ -94,6 +94,58 @@ def test_gold_problems_are_listed_and_everything_else_is_scored(evaluations, my_
     assert "gold problems" in err and "code 0: quote not found" in err and "unreadable.gold.json: bad JSON" in err
 
 
+def _hard_wrap(text: str, width: int = 64) -> str:
+    """The same file as a web page prints it: every turn's line broken at spaces into lines of
+    about `width` characters. Only single spaces between words become line breaks, so the file
+    keeps its length and every offset."""
+    out = list(text)
+    column = 0
+    for i, char in enumerate(text):
+        column = 0 if char == "\n" else column + 1
+        if char == " " and column > width and text[i - 1] != " " and text[i + 1] not in " \n":
+            out[i], column = "\n", 0
+    return "".join(out)
+
+
+def test_a_hard_wrapped_copy_in_the_readme_format_scores_the_same(evaluations, my_vcr, gate_tmp):
+    """A held-out transcript re-saved hard-wrapped, its gold file cut down to the format in the
+    README (no speaker lists, no notes) with the quotes copied from the wrapped file, line breaks
+    and all: the same turns, the same requests (replayed), the same gold spans and scores."""
+    import shutil
+
+    from jtbd.eval.runner import evaluate
+
+    full = evaluations["test"]
+    [original] = [g for g in full.gold if g.transcript_path.suffix == ".txt"]
+    text = original.transcript_path.read_text(encoding="utf-8")
+    wrapped = _hard_wrap(text)
+    assert wrapped.count("\n") > text.count("\n") + 100 and len(wrapped) == len(text)
+    codes = []
+    for code in json.loads(original.gold_path.read_text())["codes"]:
+        at = text.index(code["quote"])
+        codes.append({k: v for k, v in code.items() if k != "note"} | {"quote": wrapped[at:at + len(code["quote"])]})
+    assert sum("\n" in c["quote"] for c in codes) >= 5  # quotes that now cross a line break
+    folder = gate_tmp / "wrapped-gold"
+    folder.mkdir()
+    (folder / original.transcript_path.name).write_text(wrapped, encoding="utf-8")
+    (folder / original.gold_path.name).write_text(json.dumps({"transcript": original.transcript_path.name,
+                                                              "codes": codes}))
+    as_bundled = gate_tmp / "bundled-gold"
+    as_bundled.mkdir()
+    shutil.copy(original.transcript_path, as_bundled)
+    shutil.copy(original.gold_path, as_bundled)
+    with my_vcr.use_cassette("eval/test.yaml.gz"):
+        ev = evaluate(folder, server_settings(gate_tmp / "data"), gate_tmp / "wrapped-run")
+        before = evaluate(as_bundled, server_settings(gate_tmp / "data"), gate_tmp / "bundled-run")
+    assert ev.summary["gold_problems"] == [] and not ev.summary["transcripts_failed"]
+    [gold] = ev.gold
+    assert gold.transcript.text == original.transcript.text
+    assert [(c.char_start, c.char_end) for c in gold.codes] == [(c.char_start, c.char_end) for c in original.codes]
+    tid = original.transcript.id
+    assert [c.id for c in ev.predicted[tid].codes] == [c.id for c in full.predicted[tid].codes]
+    assert ev.scores_dict() == before.scores_dict()
+
+
 def test_gold_scores_meet_the_baseline(evaluations):
     from jtbd.eval.score import compare_to_baseline
 
