@@ -1,4 +1,5 @@
-"""Write a run folder: codes.jsonl, codes.csv, one JSON and one Markdown report per transcript."""
+"""Write a run folder: codes.jsonl, codes.csv, one JSON and one Markdown report per transcript,
+and the normalised text each transcript's offsets index (`<id>.normalised.txt`)."""
 
 from __future__ import annotations
 
@@ -34,7 +35,10 @@ def code_record(code: Any) -> dict[str, Any]:
     return {"id": code.id, "label": code.label, **extra, **code.model_dump(mode="json")}
 
 
-def write_run(out: Path, coded: Iterable[CodedTranscript], summary: dict[str, Any]) -> None:
+def write_run(out: Path, coded: Iterable[CodedTranscript], summary: dict[str, Any],
+              texts: dict[str, str] | None = None) -> None:
+    """`texts` maps a transcript id to its normalised text: every code's char_start:char_end
+    slices its quote out of that file, so the offsets can be checked without the tool."""
     out.mkdir(parents=True, exist_ok=True)
     coded = list(coded)
     codes = [c for ct in coded for c in ct.codes]
@@ -48,6 +52,10 @@ def write_run(out: Path, coded: Iterable[CodedTranscript], summary: dict[str, An
     for ct in coded:
         (out / f"{ct.transcript}.json").write_text(ct.model_dump_json(indent=2), encoding="utf-8")
         (out / f"{ct.transcript}.md").write_text(markdown_report(ct), encoding="utf-8")
+        if texts and ct.transcript in texts:
+            # newline="" keeps the text byte for byte, so offsets hold on every platform
+            with open(out / f"{ct.transcript}.normalised.txt", "w", encoding="utf-8", newline="") as f:
+                f.write(texts[ct.transcript])
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
 
 

@@ -146,13 +146,15 @@ def code_batch(paths: list[str], settings: Settings, out_dir: str,
         futures = [coder.submit(transcript, c, settings, provenance,
                                 make_cache_key(transcript, c, settings, provenance)) for c in chunks]
         jobs.append((path, transcript, futures))
+    texts = {}
     for path, transcript, futures in jobs:
         ct = _finish_transcript(path, transcript, futures, settings, summary, provenance, decide_with)
         if ct is not None:
             coded.append(ct)
+            texts[transcript.id] = transcript.text
     _fill_meter(summary, settings, meter_before)
     summary.wall_seconds = round(time.perf_counter() - started, 1)
-    write_run(Path(out_dir), coded, summary.as_dict())
+    write_run(Path(out_dir), coded, summary.as_dict(), texts)
     return summary
 
 

@@ -67,12 +67,16 @@ def test_codes_are_grounded_in_interviewee_turns(coded):
     assert summary.llm_calls >= summary.chunks >= 1
     assert summary.prompt_tokens > 0 and summary.completion_tokens > 0
     transcript = load_transcript(EXAMPLE)
+    # the run folder holds the text the offsets index, so anyone can check them without the tool
+    with open(run / "espresso_machine.normalised.txt", encoding="utf-8", newline="") as f:
+        normalised = f.read()
+    assert normalised == transcript.text
     lines = (run / "codes.jsonl").read_text().splitlines()
     assert len(lines) == sum(summary.codes.values()) > 0
     for line in lines:
         code = json.loads(line)
         g = code["grounding"]
-        assert transcript.text[g["char_start"]:g["char_end"]] == code["quote"]
+        assert normalised[g["char_start"]:g["char_end"]] == code["quote"]
         turn = transcript.turns[g["turn_index"]]
         assert turn.is_coded and turn.char_start <= g["char_start"] < g["char_end"] <= turn.char_end
         assert code["provenance"]["prompt_version"] == summary.prompt_version
@@ -146,7 +150,8 @@ def test_store_holds_exactly_the_run(coded):
 
 def test_run_folder_has_every_output(coded):
     _, summary, run = coded
-    for name in ("codes.jsonl", "codes.csv", "summary.json", "espresso_machine.json", "espresso_machine.md"):
+    for name in ("codes.jsonl", "codes.csv", "summary.json", "espresso_machine.json", "espresso_machine.md",
+                 "espresso_machine.normalised.txt"):
         assert (run / name).is_file(), name
     report = (run / "espresso_machine.md").read_text()
     assert "##" in report
