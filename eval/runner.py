@@ -37,7 +37,9 @@ class Evaluation:
                 "no_skill_all_push": {k: v for k, v in scores_to_dict(self.baseline).items()
                                       if not isinstance(v, dict)},
                 "provenance": {k: self.summary.get(k) for k in ("model", "prompt_version", "schema_version")},
-                "transcript_ids": sorted(g.id for g in self.gold)}
+                "transcript_ids": sorted(g.id for g in self.gold),
+                # codes or files of the gold folder left out of these scores, so the JSON says so too
+                **({"gold_problems": self.summary["gold_problems"]} if self.summary.get("gold_problems") else {})}
 
 
 def bundled_gold(split: str = "all") -> Path:

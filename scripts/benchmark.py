@@ -12,7 +12,7 @@ in a temporary data folder, so your own store and cache are never touched:
           model in process), then codes them again to time a re-run the cache serves.
 
     python scripts/benchmark.py                     # both parts, examples/espresso_machine.txt
-    python scripts/benchmark.py search              # search only (about a minute)
+    python scripts/benchmark.py search              # search only (about 20 seconds)
     python scripts/benchmark.py code --transcripts examples/ --out bench.json
 
 Peak memory is the process's maximum resident set so far: search runs first, so its figure
@@ -45,7 +45,7 @@ QUERIES = (
     "the moment I decided to cancel", "setting it up took ages", "I felt guilty wasting money",
     "it saves me time every morning", "afraid it would not work for us", "my partner did not want to change",
 )
-REPEATS = 5  # each query timed this many times; the first pass also warms the embedder
+REPEATS = 5  # each query timed this many times, after one untimed warm-up query per filter
 
 
 def peak_rss_mb() -> float:

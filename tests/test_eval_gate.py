@@ -77,6 +77,8 @@ def test_gold_problems_are_listed_and_everything_else_is_scored(evaluations, my_
     for g in (good, bad):
         ids = [c.id for c in ev.predicted[g.transcript.id].codes]
         assert ids and ids == [c.id for c in full.predicted[g.transcript.id].codes]
+    assert ev.scores_dict()["gold_problems"] == [quote_problem, file_problem]
+    assert "gold_problems" not in full.scores_dict()
     assert ev.scores.strict["force (all)"].tp + ev.scores.strict["force (all)"].fn == sum(
         c.kind == "force" for g in ev.gold for c in g.codes)
 
