@@ -381,6 +381,28 @@ _LABEL_HINTS = {
 }
 
 
+def _merge_name_variants(cues: list[_Cue]) -> list[_Cue]:
+    """One person under several labels is one speaker: "Brian Walker:" at first and "Brian:"
+    after it, or "BRIAN:" beside "Brian:". A name label whose words begin exactly one longer
+    name label (case aside) becomes that label, and spellings that differ only in case become
+    the commonest. Role labels ("Interviewer", "Speaker 2", "Sam (Host)") are left as they are,
+    and so is a first name that begins two full names ("Sam" beside "Sam Lee" and "Sam Ortiz")."""
+    counts = Counter(c.speaker for c in cues if c.speaker)
+    names = [label for label in counts if _looks_like_name(label) and not _SPEAKER_LIKE.fullmatch(label)
+             and not _labelled_interviewer(label)]
+    spellings: dict[tuple[str, ...], list[str]] = {}
+    for label in names:
+        spellings.setdefault(tuple(w.lower() for w in label.split()), []).append(label)
+    canonical = {label: max(same, key=lambda s: (counts[s], s)) for same in spellings.values() for label in same}
+    for words, same in spellings.items():
+        longer = [w for w in spellings if len(w) > len(words) and w[:len(words)] == words]
+        if len(longer) == 1:
+            canonical.update(dict.fromkeys(same, canonical[spellings[longer[0]][0]]))
+    if all(canonical.get(label, label) == label for label in counts):
+        return cues
+    return [replace(c, speaker=canonical.get(c.speaker, c.speaker)) if c.speaker else c for c in cues]
+
+
 def _continue_speakers(cues: list[_Cue]) -> list[_Cue]:
     """Give unlabelled cues the previous speaker; a label-only cue lends its time to the next."""
     out, speaker, pending = [], None, None
@@ -424,6 +446,7 @@ def _parse(text: str, source: str, fmt: str, interviewers, interviewees) -> Tran
     cues = _READERS[fmt](text)
     if not any(cue.speaker for cue in cues):
         raise _Problem(f"no speaker labels found; {_LABEL_HINTS[fmt]}")
+    cues = _merge_name_variants(cues)
     grouped = [(s, list(g)) for s, g in itertools.groupby(_continue_speakers(cues), key=lambda c: c.speaker)]
     if not grouped:
         raise _Problem("no speech found after the speaker labels")

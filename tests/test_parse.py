@@ -128,6 +128,31 @@ def test_name_and_time_on_lines_of_their_own_head_each_turn():
     assert_offsets_hold(t)
 
 
+def test_one_person_under_a_short_and_a_full_label_is_one_speaker():
+    """Web transcripts name a speaker in full first and by first name after, or change case."""
+    t = parse(
+        "Bob Moesta: So when did you first think about a new one?\n"
+        "Brian Walker: About a year before, my back was killing me every single morning.\n"
+        "Bob: And then what happened?\n"
+        "Brian: We went to the store, and honestly I was worried about the price.\n"
+        "BRIAN: It was a lot of money for us at the time, with the kids and everything.\n"
+    )
+    assert who(t) == [("Bob Moesta", "interviewer"), ("Brian Walker", "interviewee"),
+                      ("Bob Moesta", "interviewer"), ("Brian Walker", "interviewee")]
+    assert "We went to the store" in t.turns[3].text and t.turns[3].text.endswith("with the kids and everything.")
+    assert_offsets_hold(t)
+
+
+def test_labels_that_are_not_one_person_stay_apart():
+    t = parse(
+        "Interviewer: Who was at the meeting?\nInterviewer 2: And who decided?\n"
+        "Sam Lee: I was, and my colleague. We both thought the old system was a mess.\n"
+        "Sam Ortiz: I agreed with him, it was slow every single day.\n"
+        "Sam: Well, one of us had to say it.\n"
+    )
+    assert [turn.speaker for turn in t.turns] == ["Interviewer", "Interviewer 2", "Sam Lee", "Sam Ortiz", "Sam"]
+
+
 def test_one_short_line_above_a_time_is_speech_not_a_header():
     t = parse("Interviewer: When was the appointment?\nDana: It was on the Tuesday.\nEarly Tuesday\n09:30\n"
               "Interviewer: Right?\n")
