@@ -120,20 +120,17 @@ def _read_line(line: str) -> tuple[str | None, _Cue, _Cue]:
 
 def _txt_cues(text: str) -> list[_Cue]:
     lines = [line.strip() for line in _LINE_BREAK.split(text) if line.strip()]
-    headers = _name_over_stamp(lines)
-    read = [_read_line(line) for i, line in enumerate(lines) if i not in headers and i - 1 not in headers]
-    counts = Counter(label for label, _, _ in read if label)
-    cues = [said if label and _is_speaker_label(label, counts) else plain for label, said, plain in read]
-    if not headers:
-        return cues
-    # Put each header back where it was: a label-only cue that lends its time to the next.
-    out, taken = [], iter(cues)
+    headers = _name_over_stamp(lines)  # each a label-only cue that lends its time to the next
+    read = {i: _read_line(line) for i, line in enumerate(lines) if i not in headers and i - 1 not in headers}
+    counts = Counter(label for label, _, _ in read.values() if label)
+    cues = []
     for i, line in enumerate(lines):
         if i in headers:
-            out.append(_Cue("", line, headers[i]))
-        elif i - 1 not in headers:
-            out.append(next(taken))
-    return out
+            cues.append(_Cue("", line, headers[i]))
+        elif i in read:
+            label, said, plain = read[i]
+            cues.append(said if label and _is_speaker_label(label, counts) else plain)
+    return cues
 
 
 def _name_over_stamp(lines: list[str]) -> dict[int, float]:

@@ -137,12 +137,13 @@ def _check(gold_path: Path, parse: ParseFn) -> tuple[GoldSet | None, list[str], 
     if transcript_path is None:
         return None, problems, set()
     interviewers, interviewees = list(data.get("interviewers") or []), list(data.get("interviewees") or [])
+    named = bool(interviewers or interviewees)  # before any are taken from the quotes
     transcript, problem = _parse(transcript_path, interviewers, interviewees, parse)
     if problem:
         return None, problems + [f"{gold_path}: {problem}"], set()
     source = _file_text(transcript_path)
     codes = [_gold_code(raw) for raw in data["codes"]]
-    if not interviewers and not interviewees:
+    if not named:
         quoted = _quoted_speakers(codes, transcript, source)
         if quoted and quoted != {t.speaker for t in transcript.interviewee_turns()}:
             interviewees = sorted(quoted)
@@ -151,7 +152,7 @@ def _check(gold_path: Path, parse: ParseFn) -> tuple[GoldSet | None, list[str], 
                 return None, problems + [f"{gold_path}: {problem}"], set()
     bad = set()
     for index, code in enumerate(codes):
-        found = _code_problems(code, transcript, source, named=bool(interviewers or interviewees))
+        found = _code_problems(code, transcript, source, named)
         problems += [f"{gold_path}: code {index}: {p}" for p in found]
         bad.update([index] if found else [])
     for index, problem in _duplicates(codes):
@@ -225,14 +226,20 @@ def _quoted_speakers(codes: list[GoldCode], transcript: Transcript, source: str)
     return speakers
 
 
-def _find(quote: str, text: str, source: str) -> int:
-    """Where `quote` is in a turn's `text`: as written, or, when it is in the file as written
-    and holds line breaks or runs of spaces, with its whitespace collapsed to single spaces."""
-    at = text.find(quote)
+def _wrapped(quote: str, source: str) -> str | None:
+    """The quote as the parser renders it, when it holds the file's line breaks (or runs of
+    spaces) and is in the file as written; else None."""
     collapsed = " ".join(quote.split())
-    if at < 0 and collapsed != quote and quote.replace("\r\n", "\n") in source:  # source: newlines read as \n
-        at = text.find(collapsed)
-    return at
+    if collapsed != quote and quote.replace("\r\n", "\n") in source:  # source: newlines read as \n
+        return collapsed
+    return None
+
+
+def _find(quote: str, text: str, source: str) -> int:
+    """Where `quote` is in a turn's `text`: as written, or as rendered from a hard-wrapped file."""
+    at = text.find(quote)
+    wrapped = _wrapped(quote, source) if at < 0 else None
+    return text.find(wrapped) if wrapped else at
 
 
 def _gold_code(raw: dict) -> GoldCode:
@@ -301,14 +308,16 @@ def _align(code: GoldCode, transcript: Transcript, source: str = "", named: bool
 
 def _wrapped_span(quote: str, transcript: Transcript, source: str) -> Span | None:
     """The span of a quote that keeps the file's line breaks, in the parsed text (lines joined by a space)."""
-    collapsed = " ".join(quote.split())
-    if collapsed == quote:
-        return None
+    wrapped = _wrapped(quote, source)
+    return _in_interviewee_turn(wrapped, transcript) if wrapped else None
+
+
+def _in_interviewee_turn(text: str, transcript: Transcript) -> Span | None:
     for turn in transcript.interviewee_turns():
-        at = _find(quote, turn.text, source)
+        at = turn.text.find(text)
         if at >= 0:
             start = turn.char_start + at
-            return Span(turn.index, start, start + len(collapsed), Alignment.exact, 100.0)
+            return Span(turn.index, start, start + len(text), Alignment.exact, 100.0)
     return None
 
 
@@ -323,12 +332,7 @@ def _exact_span(quote: str, transcript: Transcript, span: Span | None) -> Span |
     if span is not None and span.alignment is Alignment.exact:
         if transcript.text[span.char_start:span.char_end] == quote:
             return span
-    for turn in transcript.interviewee_turns():
-        at = turn.text.find(quote)
-        if at >= 0:
-            start = turn.char_start + at
-            return Span(turn.index, start, start + len(quote), Alignment.exact, 100.0)
-    return None
+    return _in_interviewee_turn(quote, transcript)
 
 
 def _why_not_found(quote: str, transcript: Transcript, span: Span | None, named: bool = True) -> str:

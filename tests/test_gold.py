@@ -267,6 +267,12 @@ def test_with_roles_inferred_a_quote_of_the_interviewer_says_how_to_fix_it(tmp_p
     (tmp_path / "wrapped.gold.json").write_text(json.dumps({"transcript": "wrapped.txt", "codes": codes}))
     [problem] = validate_gold(tmp_path / "wrapped.gold.json")
     assert 'not coded: Bob (interviewer) (roles inferred: name the "interviewers" if they are wrong)' in problem
+    # the same when the other quotes, not the inference, say who is coded (here a third party)
+    (tmp_path / "wrapped.txt").write_text(WRAPPED + "\nTom: The shop on the corner was a rip-off anyway.\n")
+    codes.append({"kind": "quote", "quote": "The shop on the corner was a rip-off anyway."})
+    (tmp_path / "wrapped.gold.json").write_text(json.dumps({"transcript": "wrapped.txt", "codes": codes}))
+    [problem] = validate_gold(tmp_path / "wrapped.gold.json")
+    assert 'not coded: Bob (interviewer) (roles inferred: name the "interviewers" if they are wrong)' in problem
 
 
 def test_our_own_set_keeps_the_coding_guides_rules():
