@@ -316,8 +316,22 @@ def _named(speakers: list[str], names, who: str) -> list[str]:
     return found
 
 
-def _words(turns: list[tuple[str, str]], speaker: str) -> int:
-    return sum(len(text.split()) for s, text in turns if s == speaker)
+_FIRST_PERSON = re.compile(r"(?<![\w'])(?:i|i'm|i'd|i've|i'll|me|my|mine|myself|we|we're|we'd|we've|our|us)(?![\w'])", re.I)
+_SECOND_PERSON = re.compile(r"(?<![\w'])(?:you(?!\s+know\b)|you're|you'd|you've|you'll|your|yours|yourself)(?![\w'])", re.I)
+
+
+def _own_story_words(turns: list[tuple[str, str]], speaker: str) -> float:
+    """A speaker's words, weighted by how much they talk about themselves.
+
+    The weight is the share of first-person pronouns (I, me, my, we, ...) among
+    first- and second-person ones (you, your, ...; "you know" is filler, not
+    counted): an interviewee tells their own story, an interviewer asks about
+    and reflects back "you". A speaker with neither gets 0.5.
+    """
+    text = " ".join(t for s, t in turns if s == speaker)
+    first, second = len(_FIRST_PERSON.findall(text)), len(_SECOND_PERSON.findall(text))
+    share = first / (first + second) if first + second else 0.5
+    return len(text.split()) * share
 
 
 def _question_share(turns: list[tuple[str, str]], speaker: str) -> float:
@@ -336,8 +350,11 @@ def assign_roles(turns: list[tuple[str, str]], interviewers=(), interviewees=())
     2. Otherwise, speakers labelled like an interviewer are: a label containing
        the word interviewer, moderator, researcher, facilitator or host, or a
        label that is exactly "Q", "I" or "Int".
-    3. If no label says so, the speaker who says the most words is the
-       interviewee, and each other speaker is an interviewer when at least 30%
+    3. If no label says so, the speaker who says the most words about
+       themselves is the interviewee (their word count weighted by the share
+       of first-person pronouns among first- and second-person ones, so an
+       interviewer who talks more than the customer but says "you" is not
+       taken for them), and each other speaker is an interviewer when at least 30%
        of their turns contain a '?', else a third party (role other).
     4. Everyone else is an interviewee -- unless interviewee names are given:
        then only the speakers they match are interviewees (and they replace
@@ -356,7 +373,7 @@ def assign_roles(turns: list[tuple[str, str]], interviewers=(), interviewees=())
     elif asking:
         coded = [s for s in speakers if s not in asking]
     else:
-        coded = [max(speakers, key=lambda s: _words(turns, s))]
+        coded = [max(speakers, key=lambda s: _own_story_words(turns, s))]
     if not asking:
         asking = [s for s in speakers if s not in coded and _question_share(turns, s) >= QUESTION_SHARE]
     roles = {s: Role.interviewee if s in coded else Role.other for s in speakers}

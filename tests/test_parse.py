@@ -472,6 +472,25 @@ def test_unlabelled_speakers_by_words_and_questions(asker):
     assert t.interviewers == [asker]
 
 
+TALKATIVE_INTERVIEWER = """\
+Chris: So, so let's go back. You said you'd been thinking about it for a while, and I want to understand what "a while" means for you, because usually when people say that there's a moment where it goes from you know, something you think about in the shower, to something you actually put on the calendar. So where were you when it went from one to the other for you? What were you doing?
+Dee: I was at my sister's. She had just got one, and I sat on it and thought, oh.
+Chris: Okay, so you're sitting on your sister's couch, and you're kind of, you're feeling the thing you don't have. And I'm guessing that's not the first time you'd sat on a nice couch, right? So what was different that day? Was it that it was your sister, or was something else going on with your own couch at home that made you notice it?
+Dee: Mine had a spring going. I'd put a cushion over it for about a year.
+Chris: A cushion over a spring for a year. Okay. So you'd built a little workaround, and you were living with it, and then your sister's couch kind of showed you what you were putting up with. Is that fair? Tell me if I've got that wrong.
+Dee: No, that's right. I felt a bit silly, honestly.
+"""
+
+
+def test_a_talkative_interviewer_is_not_taken_for_the_interviewee():
+    lines = TALKATIVE_INTERVIEWER.splitlines()
+    words = {who: sum(len(line.split()) for line in lines if line.startswith(who + ":")) for who in ("Chris", "Dee")}
+    assert words["Chris"] > 3 * words["Dee"]  # the interviewer says the most words by far
+    t = parse(TALKATIVE_INTERVIEWER)
+    assert who(t)[:2] == [("Chris", "interviewer"), ("Dee", "interviewee")]
+    assert {turn.speaker for turn in t.interviewee_turns()} == {"Dee"}
+
+
 def test_explicit_interviewer_overrides_the_heuristic():
     text = "Sam (Host): Hi?\nSamantha: I talk the most here, many many words.\nJo: Why?\n"
     t = parse(text, interviewers=["jo"])
