@@ -256,7 +256,7 @@ def grounding_for(span: Span, transcript: Transcript, model_quote: str | None = 
         transcript=transcript.id, source=transcript.source, speaker=turn.speaker,
         turn_index=turn.index, char_start=span.char_start, char_end=span.char_end,
         start_seconds=turn.time_at(span.char_start), end_seconds=turn.end,
-        alignment=span.alignment, alignment_score=span.score,
+        source_line=turn.line_at(span.char_start), alignment=span.alignment, alignment_score=span.score,
         model_quote=model_quote if model_quote and model_quote != quote else None,
     )
 

@@ -12,7 +12,7 @@ from jtbd.schemas.codebook import KINDS, CodedTranscript
 from jtbd.schemas.transcript import format_timestamp
 
 CSV_FIELDS = ["id", "transcript", "source", "kind", "label", "force", "dimension", "statement", "quote",
-              "speaker", "timestamp", "char_start", "char_end", "alignment", "score", "prompt_version", "model"]
+              "speaker", "timestamp", "line", "char_start", "char_end", "alignment", "score", "prompt_version", "model"]
 
 
 def code_row(code: Any) -> dict[str, Any]:
@@ -22,7 +22,8 @@ def code_row(code: Any) -> dict[str, Any]:
         "label": code.label, "force": getattr(getattr(code, "force", None), "value", ""),
         "dimension": getattr(getattr(code, "dimension", None), "value", ""),
         "statement": getattr(code, "statement", ""), "quote": code.quote, "speaker": g.speaker,
-        "timestamp": format_timestamp(g.start_seconds), "char_start": g.char_start,
+        "timestamp": format_timestamp(g.start_seconds),
+        "line": "" if g.source_line is None else g.source_line, "char_start": g.char_start,
         "char_end": g.char_end, "alignment": g.alignment.value,
         "score": "" if code.score is None else code.score,
         "prompt_version": code.provenance.prompt_version, "model": code.provenance.model,
@@ -80,7 +81,9 @@ def markdown_report(ct: CodedTranscript) -> str:
 
 def _markdown_item(code: Any) -> str:
     g = code.grounding
-    when = f" [{format_timestamp(g.start_seconds)}]" if g.start_seconds is not None else ""
+    where = [format_timestamp(g.start_seconds)] if g.start_seconds is not None else []
+    where += [f"line {g.source_line}"] if g.source_line is not None else []
+    when = f" [{', '.join(where)}]" if where else ""
     head = {"force": f"**{code.label.split('.')[-1]}**", "job": f"**{code.label.split('.')[-1]}** {getattr(code, 'statement', '')}"}
     prefix = head.get(code.kind, "")
     # A quote that starts in lower case begins mid-sentence (a tail clause, an aligned fragment): say so.

@@ -45,6 +45,7 @@ class _Cue:
     speaker: str | None = None
     start: float | None = None
     end: float | None = None
+    line: int | None = None  # where the cue's text begins in the source file (1-based)
 
 
 # --- plain text and Markdown --------------------------------------------------
@@ -119,17 +120,18 @@ def _read_line(line: str) -> tuple[str | None, _Cue, _Cue]:
 
 
 def _txt_cues(text: str) -> list[_Cue]:
-    lines = [line.strip() for line in _LINE_BREAK.split(text) if line.strip()]
+    numbered = [(n, line.strip()) for n, line in enumerate(_LINE_BREAK.split(text), 1) if line.strip()]
+    lines = [line for _, line in numbered]
     headers = _name_over_stamp(lines)  # each a label-only cue that lends its time to the next
     read = {i: _read_line(line) for i, line in enumerate(lines) if i not in headers and i - 1 not in headers}
     counts = Counter(label for label, _, _ in read.values() if label)
     cues = []
-    for i, line in enumerate(lines):
+    for i, (number, line) in enumerate(numbered):
         if i in headers:
             cues.append(_Cue("", line, headers[i]))
         elif i in read:
             label, said, plain = read[i]
-            cues.append(said if label and _is_speaker_label(label, counts) else plain)
+            cues.append(replace(said if label and _is_speaker_label(label, counts) else plain, line=number))
     return cues
 
 
@@ -190,11 +192,11 @@ def _clean(text: str) -> str:
     return html.unescape(_TAG.sub("", text)).strip()
 
 
-def _voiced(raw: str, start: float, end: float) -> list[_Cue]:
+def _voiced(raw: str, start: float, end: float, line: int | None) -> list[_Cue]:
     """One cue per voice in the cue text (crosstalk cues can hold several)."""
     parts = _VOICE.split(raw)
     pieces = [(None, parts[0]), *zip(parts[1::2], parts[2::2])]
-    cues = [_Cue(_clean(said), (name or "").strip() or None, start, end) for name, said in pieces]
+    cues = [_Cue(_clean(said), (name or "").strip() or None, start, end, line) for name, said in pieces]
     return [cue for cue in cues if cue.text]
 
 
@@ -205,7 +207,8 @@ def _vtt_cue(block: list[tuple[int, str]]) -> list[_Cue]:
     match = _VTT_TIMING.fullmatch(timing)
     if not match:
         raise _malformed("WebVTT", number, "a cue timing 'hh:mm:ss.mmm --> hh:mm:ss.mmm'", timing)
-    return _voiced(" ".join(line for _, line in body), _seconds(match["start"]), _seconds(match["end"]))
+    first_line = body[0][0] if body else None
+    return _voiced(" ".join(line for _, line in body), _seconds(match["start"]), _seconds(match["end"]), first_line)
 
 
 def _vtt_cues(text: str) -> list[_Cue]:
@@ -227,7 +230,7 @@ def _srt_cue(block: list[tuple[int, str]]) -> list[_Cue]:
     if not match:
         raise _malformed("SRT", number, "a cue number and a timing 'hh:mm:ss,mmm --> hh:mm:ss,mmm'", first)
     text = _clean(" ".join(line for _, line in rest))
-    return [_Cue(text, None, _seconds(match["start"]), _seconds(match["end"]))] if text else []
+    return [_Cue(text, None, _seconds(match["start"]), _seconds(match["end"]), rest[0][0])] if text else []
 
 
 def _srt_cues(text: str) -> list[_Cue]:
@@ -276,13 +279,30 @@ def _json_speaker(item: dict) -> str | None:
     return None if value is None else f"Speaker {value}"  # diarisation tools number speakers 0, 1, ...
 
 
-def _json_cue(item: object, number: int) -> list[_Cue]:
+def _json_cue(item: object, number: int, line: int | None) -> list[_Cue]:
     if not isinstance(item, dict) or not isinstance(item.get("text"), str):
         problem = f"expected an object with a 'text' string, got {_describe(item)}"
         raise _Problem(f"unexpected JSON shape: segment {number}: {problem}")
     text = " ".join(line.strip() for line in _LINE_BREAK.split(item["text"]) if line.strip())
     times = _json_time(item, "start", number), _json_time(item, "end", number)
-    return [_Cue(text, _json_speaker(item), *times)] if text else []
+    return [_Cue(text, _json_speaker(item), *times, line)] if text else []
+
+
+def _json_text_lines(text: str, items: list) -> list[int | None]:
+    """The line of each segment's "text" value in the file, found in file order as JSON writes
+    the string (escaped or not); None for one that cannot be found."""
+    lines, at = [], 0
+    for item in items:
+        said = item.get("text") if isinstance(item, dict) else None
+        found = -1
+        if isinstance(said, str):
+            for written in dict.fromkeys((json.dumps(said, ensure_ascii=False), json.dumps(said))):
+                found = text.find(written, at)
+                if found >= 0:
+                    break
+        lines.append(text.count("\n", 0, found) + 1 if found >= 0 else None)
+        at = found + 1 if found >= 0 else at
+    return lines
 
 
 def _json_cues(text: str) -> list[_Cue]:
@@ -290,7 +310,9 @@ def _json_cues(text: str) -> list[_Cue]:
         data = json.loads(text)
     except json.JSONDecodeError as error:
         raise _Problem(f"malformed JSON: line {error.lineno} column {error.colno}: {error.msg}") from None
-    return [cue for number, item in enumerate(_json_items(data), 1) for cue in _json_cue(item, number)]
+    items = _json_items(data)
+    lines = _json_text_lines(text, items)
+    return [cue for number, (item, line) in enumerate(zip(items, lines), 1) for cue in _json_cue(item, number, line)]
 
 
 # --- roles --------------------------------------------------------------------
@@ -433,7 +455,7 @@ def _continue_speakers(cues: list[_Cue]) -> list[_Cue]:
 def _turn(index: int, speaker: str, cues: list[_Cue], offset: int, role: Role) -> Turn:
     segments, at = [], offset
     for cue in cues:
-        segments.append(Segment(char_start=at, char_end=at + len(cue.text), start=cue.start, end=cue.end))
+        segments.append(Segment(char_start=at, char_end=at + len(cue.text), start=cue.start, end=cue.end, line=cue.line))
         at += len(cue.text) + 1  # the joining space
     text = " ".join(cue.text for cue in cues)
     start = next((c.start for c in cues if c.start is not None), None)

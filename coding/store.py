@@ -57,6 +57,7 @@ def code_metadata(code: Any, context: tuple[str, str]) -> dict[str, Any]:
         "statement": getattr(code, "statement", ""), "note": code.note or "",
         "turn_index": g.turn_index, "char_start": g.char_start, "char_end": g.char_end,
         "start_seconds": g.start_seconds if g.start_seconds is not None else -1.0,
+        "source_line": g.source_line if g.source_line is not None else -1,
         "alignment": g.alignment.value, "prompt_version": p.prompt_version,
         "schema_version": p.schema_version, "model": p.model,
         "context_before": context[0], "context_after": context[1],

@@ -60,15 +60,16 @@ def build_parser() -> argparse.ArgumentParser:
     code.add_argument("--out", help="run folder (default runs/<date-time>)")
     _backend_options(code)
     search = sub.add_parser("search", help="search coded quotes by meaning")
-    search.add_argument("query")
-    search.add_argument("--kind", choices=["job", "trigger", "force", "quote"])
-    search.add_argument("--force", choices=["push", "pull", "anxiety", "habit"])
+    search.add_argument("query", help="what to look for, in your own words (matched by meaning)")
+    search.add_argument("--kind", choices=["job", "trigger", "force", "quote"], help="only codes of this kind")
+    search.add_argument("--force", choices=["push", "pull", "anxiety", "habit"], help="only forces of this type")
     search.add_argument("--transcript", help="a transcript id (its file name without extension)")
-    search.add_argument("--speaker")
+    search.add_argument("--speaker", help="only quotes of this speaker label, as in the transcript")
     search.add_argument("-k", type=int, default=5, help="how many results (default 5)")
     search.add_argument("--json", action="store_true", help="print JSON lines instead of cards")
-    for name in ("--data-dir", "--chroma-url", "--config"):
-        search.add_argument(name)
+    search.add_argument("--data-dir", help="where the Chroma store lives (as given to jtbd code)")
+    search.add_argument("--chroma-url", help="a Chroma server, e.g. http://localhost:8000 (default: local store)")
+    search.add_argument("--config", help="a TOML settings file")
     model = sub.add_parser("model", help="assemble and verify the default offline model, print its path")
     model.set_defaults(command="model")
     from jtbd.eval import cli as eval_cli
@@ -207,10 +208,11 @@ def quote_card(hit: Any) -> str:
 
     m = hit.meta
     when = format_timestamp(m["start_seconds"]) if m.get("start_seconds", -1) >= 0 else "no timestamp"
+    line = f"line {m['source_line']}" if m.get("source_line", -1) >= 0 else ""
     code = m["label"] + (f": {m['statement']}" if m.get("statement") else "")
     context = f"...{m.get('context_before', '')[-80:]} [bold]>>{hit.quote}<<[/bold] {m.get('context_after', '')[:80]}..."
     return (f"[bold cyan]\"{hit.quote}\"[/bold cyan]\n"
-            f"  {code}  |  {m['source']}  |  {m['speaker']}  |  {when}  |  similarity {hit.score}\n"
+            f"  {code}  |  {m['source']}{' ' + line if line else ''}  |  {m['speaker']}  |  {when}  |  similarity {hit.score}\n"
             f"  [dim]{context}[/dim]\n")
 
 

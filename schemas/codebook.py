@@ -55,6 +55,9 @@ class Grounding(BaseModel):
     char_end: int
     start_seconds: float | None = None
     end_seconds: float | None = None
+    source_line: int | None = Field(
+        default=None, description="the line of the transcript file where the quote's cue begins (1-based)"
+    )
     alignment: Alignment
     alignment_score: float = 100.0
     model_quote: str | None = Field(

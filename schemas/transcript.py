@@ -26,6 +26,7 @@ class Segment(BaseModel):
     char_end: int
     start: float | None = None
     end: float | None = None
+    line: int | None = Field(default=None, description="the line of the source file where this cue's text begins (1-based)")
 
 
 class Turn(BaseModel):
@@ -45,6 +46,13 @@ class Turn(BaseModel):
             if seg.char_start <= offset < seg.char_end and seg.start is not None:
                 return seg.start
         return self.start
+
+    def line_at(self, offset: int) -> int | None:
+        """The source file's line where the cue containing `offset` begins, if known."""
+        for seg in self.segments:
+            if seg.char_start <= offset < seg.char_end:
+                return seg.line
+        return None
 
     @property
     def is_coded(self) -> bool:

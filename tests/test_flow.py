@@ -71,12 +71,15 @@ def test_codes_are_grounded_in_interviewee_turns(coded):
     with open(run / "espresso_machine.normalised.txt", encoding="utf-8", newline="") as f:
         normalised = f.read()
     assert normalised == transcript.text
+    source_lines = EXAMPLE.read_text(encoding="utf-8").splitlines()
     lines = (run / "codes.jsonl").read_text().splitlines()
     assert len(lines) == sum(summary.codes.values()) > 0
     for line in lines:
         code = json.loads(line)
         g = code["grounding"]
         assert normalised[g["char_start"]:g["char_end"]] == code["quote"]
+        # and the source file's line it names holds the quote's first words, for Ctrl-F in the original
+        assert " ".join(code["quote"].split()[:3]) in source_lines[g["source_line"] - 1]
         turn = transcript.turns[g["turn_index"]]
         assert turn.is_coded and turn.char_start <= g["char_start"] < g["char_end"] <= turn.char_end
         assert code["provenance"]["prompt_version"] == summary.prompt_version
@@ -166,6 +169,10 @@ def test_run_folder_has_every_output(coded):
     assert rated and all(float(r["score"]) >= gate for r in rated)  # sortable, and above the [decide] gate
     assert all(r["score"] == "" for r in rows if r["kind"] in ("job", "quote"))
     assert json.loads((run / "summary.json").read_text())["chunks"] == summary.chunks
+    # every code says where it is in the source file: its line, in the CSV and in the report
+    records = {c["id"]: c for c in map(json.loads, (run / "codes.jsonl").read_text().splitlines())}
+    assert all(r["line"] == str(records[r["id"]]["grounding"]["source_line"]) for r in rows)
+    assert all(f"line {r['line']}]" in report for r in rows)
 
 
 def test_rerun_makes_no_llm_calls_and_does_not_duplicate(coded, my_vcr, tmp_path):
@@ -216,6 +223,11 @@ def test_search_finds_a_quote_by_meaning(coded):
     query = " ".join(words[len(words) // 3:]).lower()
     hits = store.search(query, k=3)
     assert target["id"] in [h.id for h in hits]
+    [hit] = [h for h in hits if h.id == target["id"]]
+    assert hit.meta["source_line"] == target["grounding"]["source_line"] > 0
+    from jtbd.cli import quote_card
+
+    assert f"espresso_machine.txt line {hit.meta['source_line']}  |" in quote_card(hit)
     only = store.search(query, k=5, kind=target["kind"])
     assert only and all(h.meta["kind"] == target["kind"] for h in only)
 

@@ -345,7 +345,7 @@ def render(lines: list[tuple[str, str]], fmt: str) -> str:
     if fmt == "txt":
         return "".join(f"[00:{i // 60:02d}:{i % 60:02d}] {name}: {said}\n\n" for i, (name, said) in numbered)
     if fmt == "json":
-        return json.dumps([{"speaker": n, "start": i, "end": i + 0.5, "text": s} for i, (n, s) in numbered])
+        return json.dumps([{"speaker": n, "start": i, "end": i + 0.5, "text": s} for i, (n, s) in numbered], indent=1)
     if fmt == "srt":
         return "".join(f"{i + 1}\n00:00:{i:02d},000 --> 00:00:{i:02d},500\n{n}: {s}\n\n" for i, (n, s) in numbered)
     cues = (f"00:{i:02d}.000 --> 00:{i:02d}.500\n<v {n}>{s}</v>\n\n" for i, (n, s) in numbered)
@@ -374,6 +374,45 @@ def test_offsets_point_at_the_words_of_every_turn_and_line(names, picks, fmt):
         assert [t.text[s.char_start : s.char_end] for s in turn.segments] == said
         assert all(line in turn.text for line in said)
     assert [s.start for turn in t.turns for s in turn.segments] == [float(i) for i in range(len(lines))]
+    # each line's words are on the source line its segment names
+    source = render(lines, fmt).split("\n")
+    segments = [s for turn in t.turns for s in turn.segments]
+    for seg, (_, said) in zip(segments, lines):
+        assert (json.dumps(said) if fmt == "json" else said) in source[seg.line - 1]
+
+
+WRAPPED = """\
+Title: a hard-wrapped export
+
+Interviewer: So when did it start?
+
+Dana: It was, um, the winter. The old one kept
+dying on me, and the cord went too.
+Interviewer: Right.
+Dana: So I looked.
+"""
+
+
+def test_every_segment_knows_its_source_line():
+    t = parse(WRAPPED)
+    assert [(turn.speaker, [s.line for s in turn.segments]) for turn in t.turns] == [
+        ("Interviewer", [3]), ("Dana", [5, 6]), ("Interviewer", [7]), ("Dana", [8])]
+    dana = t.turns[1]
+    assert dana.line_at(t.text.index("dying on me")) == 6
+    assert dana.line_at(t.text.index("the winter")) == 5
+    assert dana.line_at(dana.char_end + 5) is None  # outside the turn
+
+
+def test_subtitle_and_json_lines_are_where_the_words_are():
+    vtt = "WEBVTT\n\nNOTE made by hand\n\nc1\n00:01.000 --> 00:02.000\n<v Ann>Hi there?\n\n" \
+          "c2\n00:03.000 --> 00:04.000\n<v Bo>Well, it\nbroke and I bought one.\n"
+    assert [s.line for turn in parse(vtt, "vtt").turns for s in turn.segments] == [7, 11]
+    srt = "1\n00:00:01,000 --> 00:00:02,000\nAnn: Why?\n\n2\n00:00:03,000 --> 00:00:04,000\nBo: It broke.\n"
+    assert [s.line for turn in parse(srt, "srt").turns for s in turn.segments] == [3, 7]
+    # the same words twice, one escaped as \u00e9 and one not: each found in file order
+    data = '[\n {"speaker": "Ann", "text": "Yeah."},\n {"speaker": "Bo", "text": "Caf\\u00e9 first."},\n' \
+           ' {"speaker": "Ann", "text": "Yeah."},\n\n {"speaker": "Bo", "text": "Café again."}\n]'
+    assert [s.line for turn in parse(data, "json").turns for s in turn.segments] == [2, 3, 4, 6]
 
 
 # --- errors -------------------------------------------------------------------
