@@ -13,7 +13,8 @@ rating than the others), so the decision is made within the transcript:
     z(x)         = (x - mean over the transcript's sentences) / std over them
     gate(s)      = (z(any(s)) + a * z(words(s))) / sqrt(1 + a^2)
     s is coded when gate(s) >= threshold, with the code L of highest
-        z(margin(s, L)) + b * log P(L | some code) + o(L)
+        z(margin(s, L)) + c * mean of z(margin(s', L)) over its neighbours s'
+        + b * log P(L | some code) + o(L)
 
 Standardising removes the model's preference for one label (the "calibrate
 before use" idea: Zhao et al., 2021): a sentence is coded because it stands
@@ -31,9 +32,16 @@ split the number of words ranks coded sentences better than the model's own
 in the model's favour. That preference carries the model's bias too: the 1.5B
 model answers "anxiety" for half the forces it codes, where coders mark a
 quarter of them anxiety, so a label can be given a fixed offset (o(L),
-`label_offsets`, 0 for a label not named). The threshold, a, b and the
+`label_offsets`, 0 for a label not named). The threshold, a, b, c and the
 offsets are set in prompts/passes.toml and were tuned on the dev split
 (eval/RESULTS.md).
+
+A sentence's neighbours are the sentences up to k before and after it in the
+same turn (`context_sentences`), and c is `context_weight`. An answer keeps to
+the question it answers: a customer asked what went wrong with the old way
+says several push sentences in a row, and a single sentence of them ("It was
+the third time.") says little on its own. The neighbours lean the label, never
+the gate: whether a sentence is coded is still its own rating and length.
 
 The span of a code can be shorter than its sentence (c, `tail_share`). Coders
 code the clause that carries the force, and in speech that is usually the last
@@ -123,6 +131,18 @@ def standardised_margins(rated: list[RatedSentence], codes: tuple[str, ...] = CO
     return _standardise(any_code), _standardise(per_code)
 
 
+def turn_neighbours_mean(sentences: list[RatedSentence], values: np.ndarray, k: int) -> np.ndarray:
+    """For each sentence (row), the mean row of `values` over the sentences up to `k` before and
+    after it in the same turn (itself left out); zeros for a sentence alone in its turn."""
+    out = np.zeros_like(values)
+    for i, sentence in enumerate(sentences):
+        near = [j for j in range(max(0, i - k), min(len(sentences), i + k + 1))
+                if j != i and sentences[j].turn_index == sentence.turn_index]
+        if near:
+            out[i] = values[near].mean(axis=0)
+    return out
+
+
 def decide(
     rated: Iterable[RatedSentence],
     threshold: float,
@@ -133,6 +153,8 @@ def decide(
     label_weight: float = 0.0,
     label_offsets: dict[str, float] | None = None,
     tail_share: float = 1.0,
+    context_weight: float = 0.0,
+    context_sentences: int = 0,
 ) -> list[Decision]:
     """The codes of one transcript's rated sentences (see the module docstring).
 
@@ -149,6 +171,8 @@ def decide(
     if length_weight:
         z_words = _standardise(np.log(word_counts(sentences, text)), MIN_STD_WORDS)
         gate = (z_any + length_weight * z_words) / np.sqrt(1.0 + length_weight**2)
+    if context_weight and context_sentences:
+        z_code = z_code + context_weight * turn_neighbours_mean(sentences, z_code, context_sentences)
     if label_weight:
         lp = np.array([[s.logprobs[c] for c in codes] for s in sentences], dtype=np.float64)
         z_code = z_code + label_weight * (lp - np.logaddexp.reduce(lp, axis=1, keepdims=True))
@@ -168,7 +192,7 @@ def decision_settings(strategy: Any) -> dict[str, Any]:
     """The strategy's [decide] table with defaults filled in."""
     table = dict(getattr(strategy, "decide", None) or {})
     unknown_keys = sorted(set(table) - {"threshold", "codes", "length_weight", "label_weight", "label_offsets",
-                                        "tail_share"})
+                                        "tail_share", "context_weight", "context_sentences"})
     if unknown_keys:
         raise ValueError(f"prompts/passes.toml: unknown [decide] settings: {', '.join(unknown_keys)}")
     codes = tuple(table.get("codes", CODES))
@@ -185,6 +209,10 @@ def decision_settings(strategy: Any) -> dict[str, Any]:
     tail_share = float(table.get("tail_share", 1.0))
     if not 0.0 < tail_share <= 1.0:
         raise ValueError(f"prompts/passes.toml: [decide] tail_share must be in (0, 1], not {tail_share}")
+    context_sentences = table.get("context_sentences", 0)
+    if not isinstance(context_sentences, int) or isinstance(context_sentences, bool) or context_sentences < 0:
+        raise ValueError("prompts/passes.toml: [decide] context_sentences must be a whole number of sentences "
+                         f"(0 or more), not {context_sentences!r}")
     return {
         "threshold": float(table.get("threshold", 0.75)),
         "codes": codes,
@@ -192,4 +220,6 @@ def decision_settings(strategy: Any) -> dict[str, Any]:
         "label_weight": float(table.get("label_weight", 0.0)),
         "label_offsets": {code: float(value) for code, value in sorted(offsets.items())},
         "tail_share": tail_share,
+        "context_weight": float(table.get("context_weight", 0.0)),
+        "context_sentences": context_sentences,
     }

@@ -8,7 +8,10 @@ import numpy as np
 import pytest
 
 from jtbd.coding.backends import LLM, CallMeter, labels_from_top, top_tokens
-from jtbd.coding.decide import CODES, MIN_STD, RatedSentence, decide, decision_settings, standardised_margins, tail_clause
+from jtbd.coding.decide import (
+    CODES, MIN_STD, RatedSentence, decide, decision_settings, standardised_margins, tail_clause,
+    turn_neighbours_mean,
+)
 from jtbd.schemas.codebook import RATED_LABELS, SentenceRating
 
 LABELS = RATED_LABELS
@@ -146,12 +149,49 @@ def test_a_label_offset_moves_the_label_not_the_gate():
     assert decide(sentences, threshold=0.0, label_offsets={"push": -5.0})[0].label == "anxiety"
 
 
+def test_turn_neighbours_mean_stays_in_the_turn_and_leaves_the_sentence_out():
+    sentences = [RatedSentence(turn, 10 * i, 10 * i + 5, {}) for i, turn in enumerate([0, 0, 0, 0, 2, 4, 4])]
+    values = np.array([[1.0], [2.0], [4.0], [8.0], [16.0], [32.0], [64.0]])
+    assert turn_neighbours_mean(sentences, values, 1)[:, 0].tolist() == [2.0, 2.5, 5.0, 4.0, 0.0, 64.0, 32.0]
+    # two either side: the first sentence sees 2 and 4, the third sees 1, 2 and 8 (16 is another turn)
+    assert turn_neighbours_mean(sentences, values, 2)[:, 0].tolist() == [3.0, 13 / 3, 11 / 3, 3.0, 0.0, 64.0, 32.0]
+
+
+def test_the_turn_around_a_sentence_leans_its_label_not_its_gate():
+    # Turn 0: two sentences lean push, the third anxiety a little more than push. Turn 1: one clear
+    # anxiety sentence, alone in its turn. Turn 2: a sentence that leans to none and is not coded.
+    def said(turn, start, **logprobs):
+        return RatedSentence(turn, start, start + 5, {label: -3.0 for label in LABELS} | logprobs)
+
+    sentences = [said(0, 0, push=-1.0, none=-2.0), said(0, 10, push=-1.0, none=-2.0),
+                 said(0, 20, push=-1.3, anxiety=-1.2, none=-2.0), said(1, 30, anxiety=-0.5, none=-2.0),
+                 said(2, 40, none=-0.1)]
+    _, z_code = standardised_margins(sentences)
+    push, anxiety = CODES.index("push"), CODES.index("anxiety")
+    # by hand: sentence 20's own anxiety lead is smaller than its neighbour's push lead
+    assert 0 < z_code[2, anxiety] - z_code[2, push] < z_code[1, push] - z_code[1, anxiety]
+    own = decide(sentences, threshold=0.0)
+    leaned = decide(sentences, threshold=0.0, context_weight=1.0, context_sentences=1)
+    assert [d.label for d in own] == ["push", "push", "anxiety", "anxiety"]
+    assert [d.label for d in leaned] == ["push", "push", "push", "anxiety"]  # turn 1 has no neighbour to lean on
+    assert [d.score for d in own] == [d.score for d in leaned]  # the same sentences coded, the same gate
+    # no neighbours asked for: no lean, whatever the weight
+    assert [d.label for d in decide(sentences, threshold=0.0, context_weight=5.0)] == [d.label for d in own]
+
+
 def test_decision_settings_defaults_and_unknown_codes():
     class S:
         decide = {"threshold": 2}
 
     assert decision_settings(S()) == {"threshold": 2.0, "codes": CODES, "length_weight": 0.0, "label_weight": 0.0,
-                                      "label_offsets": {}, "tail_share": 1.0}
+                                      "label_offsets": {}, "tail_share": 1.0, "context_weight": 0.0,
+                                      "context_sentences": 0}
+    S.decide = {"context_weight": 1, "context_sentences": 3}
+    assert decision_settings(S())["context_weight"] == 1.0 and decision_settings(S())["context_sentences"] == 3
+    for bad in (-1, 1.5, True, "3"):
+        S.decide = {"context_sentences": bad}
+        with pytest.raises(ValueError, match="context_sentences must be a whole number"):
+            decision_settings(S())
     S.decide = {"label_offsets": {"anxiety": -1}}
     assert decision_settings(S())["label_offsets"] == {"anxiety": -1.0}
     S.decide = {"codes": ["push", "pull"], "label_offsets": {"anxiety": -1}}
