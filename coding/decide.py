@@ -13,7 +13,7 @@ rating than the others), so the decision is made within the transcript:
     z(x)         = (x - mean over the transcript's sentences) / std over them
     gate(s)      = (z(any(s)) + a * z(words(s))) / sqrt(1 + a^2)
     s is coded when gate(s) >= threshold, with the code L of highest
-        z(margin(s, L)) + c * mean of z(margin(s', L)) over its neighbours s'
+        z(margin(s, L)) + w * mean of z(margin(s', L)) over its neighbours s'
         + b * log P(L | some code) + o(L)
 
 Standardising removes the model's preference for one label (the "calibrate
@@ -32,12 +32,12 @@ split the number of words ranks coded sentences better than the model's own
 in the model's favour. That preference carries the model's bias too: the 1.5B
 model answers "anxiety" for half the forces it codes, where coders mark a
 quarter of them anxiety, so a label can be given a fixed offset (o(L),
-`label_offsets`, 0 for a label not named). The threshold, a, b, c and the
+`label_offsets`, 0 for a label not named). The threshold, a, b, w and the
 offsets are set in prompts/passes.toml and were tuned on the dev split
 (eval/RESULTS.md).
 
 A sentence's neighbours are the sentences up to k before and after it in the
-same turn (`context_sentences`), and c is `context_weight`. An answer keeps to
+same turn (`context_sentences`), and w is `context_weight`. An answer keeps to
 the question it answers: a customer asked what went wrong with the old way
 says several push sentences in a row, and a single sentence of them ("It was
 the third time.") says little on its own. The neighbours lean the label, never

@@ -291,7 +291,7 @@ def _json_cue(item: object, number: int, line: int | None) -> list[_Cue]:
 def _json_text_lines(text: str, items: list) -> list[int | None]:
     """The line of each segment's "text" value in the file, found in file order as JSON writes
     the string (escaped or not); None for one that cannot be found."""
-    lines, at = [], 0
+    lines, at, line = [], 0, 1  # `line` is the line of offset `at`
     for item in items:
         said = item.get("text") if isinstance(item, dict) else None
         found = -1
@@ -300,8 +300,12 @@ def _json_text_lines(text: str, items: list) -> list[int | None]:
                 found = text.find(written, at)
                 if found >= 0:
                     break
-        lines.append(text.count("\n", 0, found) + 1 if found >= 0 else None)
-        at = found + 1 if found >= 0 else at
+        if found < 0:
+            lines.append(None)
+            continue
+        line += text.count("\n", at, found)
+        lines.append(line)
+        at = found + len(written)  # a JSON string holds no raw line break
     return lines
 
 

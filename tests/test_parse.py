@@ -409,10 +409,11 @@ def test_subtitle_and_json_lines_are_where_the_words_are():
     assert [s.line for turn in parse(vtt, "vtt").turns for s in turn.segments] == [7, 11]
     srt = "1\n00:00:01,000 --> 00:00:02,000\nAnn: Why?\n\n2\n00:00:03,000 --> 00:00:04,000\nBo: It broke.\n"
     assert [s.line for turn in parse(srt, "srt").turns for s in turn.segments] == [3, 7]
-    # the same words twice, one escaped as \u00e9 and one not: each found in file order
+    # the same words again and again, one line escaped as \u00e9 and one not: each found in file order
     data = '[\n {"speaker": "Ann", "text": "Yeah."},\n {"speaker": "Bo", "text": "Caf\\u00e9 first."},\n' \
-           ' {"speaker": "Ann", "text": "Yeah."},\n\n {"speaker": "Bo", "text": "Café again."}\n]'
-    assert [s.line for turn in parse(data, "json").turns for s in turn.segments] == [2, 3, 4, 6]
+           ' {"speaker": "Ann", "text": "Yeah."},\n\n {"speaker": "Bo", "text": "Café again."},\n' \
+           ' {"speaker": "Ann", "text": "Yeah."},\n {"speaker": "Ann", "text": "Yeah."},\n {"speaker": "Bo", "text": "No."}\n]'
+    assert [s.line for turn in parse(data, "json").turns for s in turn.segments] == [2, 3, 4, 6, 7, 8, 9]
 
 
 # --- errors -------------------------------------------------------------------
