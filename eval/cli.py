@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from rich.console import Console
+from rich.markup import escape
 
 console = Console(stderr=True)
 out = Console()
@@ -41,11 +42,11 @@ def cmd_gold_check(folder: Path) -> int:
 
     files = find_gold_files(folder)
     if not files:
-        console.print(f"[red]error:[/red] no *.gold.json files under {folder}")
+        console.print(f"[red]error:[/red] no *.gold.json files under {escape(str(folder))}")
         return 2
     problems = [p for f in files for p in validate_gold(f)]
     for line in problems:
-        console.print(line)
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
     console.print(f"{len(files)} gold files, {len(problems)} problems")
     return 1 if problems else 0
 
@@ -63,10 +64,10 @@ def cmd_eval(args: argparse.Namespace, settings: Any) -> int:
         ev = evaluate(gold_dir, settings, out_dir)
     print_summary(ev.summary)
     if ev.summary["gold_problems"]:
-        console.print(f"[red]gold problems[/red] (`jtbd gold check {gold_dir}` lists the same): a code with a "
+        console.print(f"[red]gold problems[/red] (`jtbd gold check {escape(str(gold_dir))}` lists the same): a code with a "
                       f"problem is not scored; a file that cannot be read or parsed is not scored at all:")
         for line in ev.summary["gold_problems"]:
-            console.print("  " + line, highlight=False, soft_wrap=True)
+            console.print("  " + line, markup=False, highlight=False, soft_wrap=True)
     scores = ev.scores_dict()
     print_scores(scores)
     write_json(Path(args.scores) if args.scores else out_dir / "scores.json", scores)
@@ -76,7 +77,7 @@ def cmd_eval(args: argparse.Namespace, settings: Any) -> int:
                     for g in ev.gold]
         text = markdown_report(scores, sections)
         Path(args.report).write_text(html_report(text) if args.report.endswith(".html") else text, encoding="utf-8")
-        console.print(f"report written to {args.report}")
+        console.print(f"report written to {args.report}", markup=False)
     failed = ev.summary["transcripts_failed"] or ev.summary["gold_problems"]
     return _gate(args, scores, compare_to_baseline, write_json) or (1 if failed else 0)
 
@@ -87,10 +88,10 @@ def _gate(args: argparse.Namespace, scores: dict, compare: Callable, write_json:
     baseline_path = Path(args.baseline)
     if args.update_baseline:
         write_json(baseline_path, scores)
-        console.print(f"baseline updated: {baseline_path}")
+        console.print(f"baseline updated: {baseline_path}", markup=False)
         return 0
     if not baseline_path.exists():
-        console.print(f"[red]error:[/red] baseline {baseline_path} does not exist (use --update-baseline)")
+        console.print(f"[red]error:[/red] baseline {escape(str(baseline_path))} does not exist (use --update-baseline)")
         return 2
     baseline = json.loads(baseline_path.read_text(encoding="utf-8"))
     drops = compare(scores, baseline)
@@ -106,7 +107,7 @@ def _gate(args: argparse.Namespace, scores: dict, compare: Callable, write_json:
     if drops:
         console.print("[red]regression against the baseline:[/red]")
         for line in drops:
-            console.print("  " + line)
+            console.print("  " + line, markup=False)
         return 1
     return 0
 

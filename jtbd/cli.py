@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -94,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return eval_cli.run(args, settings_from)
     except (ValueError, FileNotFoundError, RuntimeError) as err:
-        console.print(f"[red]error:[/red] {err}")
+        console.print(f"[red]error:[/red] {escape(str(err))}")
         return 2
 
 
@@ -149,9 +150,9 @@ class batch_progress:
         elif event == "transcript_done":
             self.bar.advance(self.transcripts)
             if not kwargs.get("ok"):
-                console.print(f"[red]failed:[/red] {args[0]}")
+                console.print(f"[red]failed:[/red] {escape(str(args[0]))}")
             elif self.plain:
-                console.print(f"coded: {args[0]}")
+                console.print(f"coded: {args[0]}", markup=False)
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
@@ -161,7 +162,7 @@ class batch_progress:
 
 def print_summary(s: dict[str, Any]) -> None:
     for path, problem in s["transcripts_failed"]:
-        console.print(f"[red]error:[/red] {path}: {problem}")
+        console.print(f"[red]error:[/red] {escape(f'{path}: {problem}')}")
     table = Table(title="jtbd code: summary", show_header=False)
     rows = [
         ("transcripts ok / failed", f"{len(s['transcripts_ok'])} / {len(s['transcripts_failed'])}"),
@@ -176,7 +177,7 @@ def print_summary(s: dict[str, Any]) -> None:
         ("run folder", s["out_dir"]),
     ]
     for key, value in rows:
-        table.add_row(key, value)
+        table.add_row(key, escape(value))  # a folder or model name may hold [brackets]
     out.print(table)
 
 
@@ -206,12 +207,14 @@ def cmd_search(args: argparse.Namespace) -> int:
 def quote_card(hit: Any) -> str:
     from jtbd.schemas.transcript import format_timestamp
 
-    m = hit.meta
+    m = {k: escape(v) if isinstance(v, str) else v for k, v in hit.meta.items()}  # transcripts say "[laughs]"
+    quote = escape(hit.quote)
     when = format_timestamp(m["start_seconds"]) if m.get("start_seconds", -1) >= 0 else "no timestamp"
     line = f"line {m['source_line']}" if m.get("source_line", -1) >= 0 else ""
     code = m["label"] + (f": {m['statement']}" if m.get("statement") else "")
-    context = f"...{m.get('context_before', '')[-80:]} [bold]>>{hit.quote}<<[/bold] {m.get('context_after', '')[:80]}..."
-    return (f"[bold cyan]\"{hit.quote}\"[/bold cyan]\n"
+    context = f"...{escape(hit.meta.get('context_before', '')[-80:])} [bold]>>{quote}<<[/bold] " \
+              f"{escape(hit.meta.get('context_after', '')[:80])}..."
+    return (f"[bold cyan]\"{quote}\"[/bold cyan]\n"
             f"  {code}  |  {m['source']}{' ' + line if line else ''}  |  {m['speaker']}  |  {when}  |  similarity {hit.score}\n"
             f"  [dim]{context}[/dim]\n")
 
