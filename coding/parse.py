@@ -11,6 +11,7 @@ Only `load_transcript` touches the disk; everything else is pure.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import html
 import itertools
 import json
@@ -527,9 +528,21 @@ def _decode(data: bytes, path: Path) -> str:
     try:
         return data.decode("utf-16" if encoding == "UTF-16" else "utf-8-sig")
     except UnicodeDecodeError as error:
+        if encoding == "UTF-8":
+            # Not UTF-8: most likely Windows "ANSI" (what Word and Notepad save there), curly quotes as 0x92.
+            with contextlib.suppress(UnicodeDecodeError):
+                return data.decode("cp1252")
+            encoding = "UTF-8 or Windows-1252"
         line = data[: error.start].count(b"\n") + 1
         problem = f"not valid {encoding} (byte 0x{data[error.start]:02x} on line {line}); re-save the file as UTF-8"
         raise TranscriptError(path, problem) from None
+
+
+def read_text(path: str | Path) -> str:
+    """A transcript file's text as `load_transcript` decodes it (UTF-8, UTF-16 with a byte order
+    mark, or Windows-1252), its line breaks as written."""
+    path = Path(path)
+    return _decode(_read_bytes(path), path)
 
 
 def load_transcript(path: str | Path, interviewers=(), interviewees=()) -> Transcript:

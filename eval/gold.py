@@ -206,10 +206,13 @@ def _parse(path: Path, interviewers: list[str], interviewees: list[str],
 
 
 def _file_text(path: Path) -> str:
-    """The transcript file as written (for quotes that keep its line breaks); "" if unreadable."""
+    """The transcript file as written (for quotes that keep its line breaks, each read as \\n),
+    decoded as the parser decodes it; "" if unreadable."""
+    from jtbd.coding.parse import TranscriptError, read_text
+
     try:
-        return path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError):
+        return read_text(path).replace("\r\n", "\n").replace("\r", "\n")
+    except TranscriptError:
         return ""
 
 

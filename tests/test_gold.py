@@ -261,6 +261,21 @@ def test_a_quote_copied_from_a_hard_wrapped_file_keeps_its_line_breaks(tmp_path)
     assert "code 0: quote not found exactly in an interviewee turn" in problem
 
 
+def test_a_windows_1252_transcript_aligns_with_a_utf8_gold_file(tmp_path):
+    """A transcript saved as Windows "ANSI" (curly quotes as byte 0x92) and a gold file in UTF-8, as
+    JSON must be: the quotes, wrapped ones too, are the file's text once it is decoded."""
+    curly = WRAPPED.replace("'", "\u2019")
+    (tmp_path / "ansi.txt").write_bytes(curly.replace("\n", "\r\n").encode("cp1252"))
+    assert b"\x92" in (tmp_path / "ansi.txt").read_bytes()
+    codes = [{"kind": "force", "force": "push", "quote": "I\u2019d been waking up with\r\nmy back just killing me"},
+             {"kind": "force", "force": "anxiety", "quote": "they\u2019re not cheap."}]
+    (tmp_path / "ansi.gold.json").write_text(json.dumps({"transcript": "ansi.txt", "codes": codes}), encoding="utf-8")
+    assert validate_gold(tmp_path / "ansi.gold.json") == []
+    gold = load_gold(tmp_path / "ansi.gold.json")
+    assert [gold.transcript.text[c.char_start:c.char_end] for c in gold.codes] == [
+        "I\u2019d been waking up with my back just killing me", "they\u2019re not cheap."]
+
+
 def test_with_roles_inferred_a_quote_of_the_interviewer_says_how_to_fix_it(tmp_path):
     (tmp_path / "wrapped.txt").write_text(WRAPPED)
     codes = [{"kind": "quote", "quote": "what was going on at the time?"}]

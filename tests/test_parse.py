@@ -16,6 +16,7 @@ from jtbd.coding.parse import (
     assign_roles,
     load_transcript,
     parse_transcript,
+    read_text,
 )
 from jtbd.schemas.transcript import Role, Transcript
 
@@ -422,7 +423,7 @@ BAD = [
     ("empty.txt", b"", "file is empty"),
     ("blank.txt", b"  \n\t\n", "file contains only whitespace"),
     ("recording.txt", b"Interviewer: hi\x00\x01\x02", "binary file (it contains NUL bytes)"),
-    ("latin.txt", "Interviewer: café?\nDana: oui".encode("latin-1"), "not valid UTF-8 (byte 0xe9 on line 1)"),
+    ("mixed.txt", b"Interviewer: caf\xc3\xa9?\nDana: o\x81i", "not valid UTF-8 or Windows-1252 (byte 0x81 on line 2)"),
     ("notes.docx", b"PK\x03\x04 word", "unsupported file type '.docx'; supported: .txt, .md, .vtt, .srt, .json"),
     ("nohead.vtt", b"1\n00:00:01.000 --> 00:00:02.000\n<v A>hi</v>\n", "line 1: expected the 'WEBVTT' header"),
     ("timing.vtt", b"WEBVTT\n\n1\nblah\n<v A>hi</v>\n", "malformed WebVTT: line 4: expected a cue timing"),
@@ -475,6 +476,15 @@ def test_utf8_bom_utf16_and_uppercase_suffix_are_read(tmp_path):
         t = load_transcript(tmp_path / name)
         assert (t.id, t.format, t.text) == (Path(name).stem, "vtt", "Interviewer: Hi?\nJo: Hí.\n")
     assert SUPPORTED_SUFFIXES == (".txt", ".md", ".vtt", ".srt", ".json")
+
+
+def test_a_windows_1252_file_is_read_when_it_is_not_utf8(tmp_path):
+    # What Word and Notepad save as "ANSI" on Windows: curly quotes as 0x92-0x94, an e-acute as 0xe9.
+    text = "Interviewer: What\u2019s the story?\r\nDana: I\u2019d had the \u201cold\u201d one since caf\u00e9 days.\r\n"
+    (tmp_path / "ansi.txt").write_bytes(text.encode("cp1252"))
+    t = load_transcript(tmp_path / "ansi.txt")
+    assert t.turns[1].text == "I\u2019d had the \u201cold\u201d one since caf\u00e9 days."
+    assert read_text(tmp_path / "ansi.txt") == text
 
 
 # --- roles --------------------------------------------------------------------
