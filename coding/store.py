@@ -66,7 +66,7 @@ def code_metadata(code: Any, context: tuple[str, str]) -> dict[str, Any]:
 
 
 class CodeStore:
-    def __init__(self, collection: Any, embedder: Embedder) -> None:
+    def __init__(self, collection: Any, embedder: Embedder | None) -> None:  # None: no upsert, no search
         self.collection = collection
         self.embedder = embedder
 
@@ -82,8 +82,23 @@ class CodeStore:
             self.collection.delete(ids=sorted(stale))
         return len(ids)
 
-    def delete_transcript(self, transcript_id: str) -> None:
-        self.collection.delete(where={"transcript": transcript_id})
+    def delete_transcript(self, transcript_id: str) -> int:
+        """Remove every code of a transcript; the number removed."""
+        ids = self.ids_of(transcript_id)
+        if ids:
+            self.collection.delete(ids=ids)
+        return len(ids)
+
+    def transcripts(self) -> dict[str, dict[str, Any]]:
+        """Each stored transcript id with its file name, codes per kind, models and prompt versions."""
+        out: dict[str, dict[str, Any]] = {}
+        for meta in self.collection.get(include=["metadatas"])["metadatas"]:
+            entry = out.setdefault(meta["transcript"], {"source": meta["source"], "codes": {}, "models": set(),
+                                                        "prompt_versions": set()})
+            entry["codes"][meta["kind"]] = entry["codes"].get(meta["kind"], 0) + 1
+            entry["models"].add(meta.get("model", ""))
+            entry["prompt_versions"].add(meta.get("prompt_version", ""))
+        return dict(sorted(out.items()))
 
     def ids_of(self, transcript_id: str) -> list[str]:
         return self.collection.get(where={"transcript": transcript_id}, include=[])["ids"]

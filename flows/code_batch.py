@@ -225,6 +225,26 @@ def _fill_meter(summary: BatchSummary, settings: Settings, before: dict[str, flo
     summary.llm_seconds = round(summary.llm_seconds, 1)
 
 
+def forget_cached_chunks(results_path: Path, transcript_ids: set[str]) -> tuple[int, int]:
+    """Delete the cached chunk results (the model's ratings and codes, quotes included) of these
+    transcripts from the result cache. Each file is a Prefect result record of a `ChunkResult`,
+    whose chunk key is "<transcript id>#<chunk index>". Returns the number of files removed and
+    the number that could not be read (written by another version), which are left alone."""
+    from prefect.results import ResultRecord
+
+    removed = unreadable = 0
+    for path in sorted(Path(results_path).glob("jtbd-chunk-*")) if Path(results_path).is_dir() else []:
+        try:
+            chunk_key = ResultRecord.deserialize(path.read_bytes()).result.chunk_key
+        except Exception:  # not a result this version can read: say so, leave it
+            unreadable += 1
+            continue
+        if chunk_key.rpartition("#")[0] in transcript_ids:
+            path.unlink()
+            removed += 1
+    return removed, unreadable
+
+
 def run_batch(paths: list[str], settings: Settings, out_dir: str,
               roles: dict[str, tuple[list[str], list[str]]] | None = None) -> BatchSummary:
     """Run the flow with the settings' concurrency limit."""

@@ -48,6 +48,12 @@ _SETTING_FLAGS = ("backend", "model", "model_path", "base_url", "extra_body", "l
                   "overlap_tokens", "concurrency", "interviewers", "data_dir", "chroma_url")
 
 
+def _store_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", help="where the Chroma store and the result cache live (as given to jtbd code)")
+    p.add_argument("--chroma-url", help="a Chroma server, e.g. http://localhost:8000 (default: local store)")
+    p.add_argument("--config", help="a TOML settings file")
+
+
 def settings_from(args: argparse.Namespace) -> Settings:
     flags = {k: getattr(args, k, None) for k in _SETTING_FLAGS}
     return load_settings(flags, getattr(args, "config", None))
@@ -68,9 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--speaker", help="only quotes of this speaker label, as in the transcript")
     search.add_argument("-k", type=int, default=5, help="how many results (default 5)")
     search.add_argument("--json", action="store_true", help="print JSON lines instead of cards")
-    search.add_argument("--data-dir", help="where the Chroma store lives (as given to jtbd code)")
-    search.add_argument("--chroma-url", help="a Chroma server, e.g. http://localhost:8000 (default: local store)")
-    search.add_argument("--config", help="a TOML settings file")
+    _store_options(search)
+    listing = sub.add_parser("list", help="list the coded transcripts in the store, with their codes per kind")
+    _store_options(listing)
+    forget = sub.add_parser("forget", help="remove transcripts' codes from the store and their cached model "
+                                           "results (a participant who withdraws, a file coded by mistake)")
+    forget.add_argument("ids", nargs="+", metavar="TRANSCRIPT", help="a transcript id (its file name without "
+                                                                   "extension), as `jtbd list` shows it")
+    _store_options(forget)
     model = sub.add_parser("model", help="assemble and verify the default offline model, print its path")
     model.set_defaults(command="model")
     from jtbd.eval import cli as eval_cli
@@ -86,6 +97,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_code(args)
         if args.command == "search":
             return cmd_search(args)
+        if args.command == "list":
+            return cmd_list(args)
+        if args.command == "forget":
+            return cmd_forget(args)
         if args.command == "model":
             from jtbd.coding.model_files import ensure_default_model
 
@@ -181,16 +196,61 @@ def print_summary(s: dict[str, Any]) -> None:
     out.print(table)
 
 
-def cmd_search(args: argparse.Namespace) -> int:
+def _open_store(settings: Settings, embed: bool = True) -> Any:
     from jtbd.coding.embed import make_embedder
     from jtbd.coding.store import CodeStore, open_collection
 
-    settings = settings_from(args)
     if not settings.chroma_url and not settings.chroma_path.exists():
         raise FileNotFoundError(f"no coded transcripts yet in {settings.chroma_path}; run 'jtbd code' first")
-    store = CodeStore(open_collection(str(settings.chroma_path), settings.chroma_url, settings.collection),
-                      make_embedder(settings.embeddings, settings.embedding_model, settings.base_url,
-                                    settings.api_key, settings.timeout))
+    embedder = make_embedder(settings.embeddings, settings.embedding_model, settings.base_url, settings.api_key,
+                             settings.timeout) if embed else None
+    return CodeStore(open_collection(str(settings.chroma_path), settings.chroma_url, settings.collection), embedder)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    stored = _open_store(settings_from(args), embed=False).transcripts()
+    table = Table(title=f"coded transcripts in the store: {len(stored)}")
+    table.add_column("transcript", no_wrap=True)  # the id `jtbd forget` and `--transcript` take: never cut
+    for col in ("file", "codes", "model / prompt version"):
+        table.add_column(col, overflow="fold")  # wrapped, never cut with an ellipsis
+    for tid, entry in stored.items():
+        codes = ", ".join(f"{kind} {n}" for kind, n in sorted(entry["codes"].items()))
+        coded_with = "; ".join(sorted(entry["models"])) + " / " + "; ".join(sorted(entry["prompt_versions"]))
+        table.add_row(*(escape(v) for v in (tid, entry["source"], codes, coded_with)))
+    out.print(table)
+    return 0
+
+
+def cmd_forget(args: argparse.Namespace) -> int:
+    from jtbd.flows.code_batch import forget_cached_chunks
+
+    settings = settings_from(args)
+    store = _open_store(settings, embed=False)
+    known = store.transcripts()
+    removed = {tid: store.delete_transcript(tid) for tid in args.ids}
+    cached, unreadable = forget_cached_chunks(settings.results_path, set(args.ids))
+    for tid, n in removed.items():
+        if tid in known or n:
+            out.print(f"{tid}: {n} code{'' if n == 1 else 's'} removed from the store", markup=False)
+    out.print(f"{cached} cached chunk result{'' if cached == 1 else 's'} removed from {settings.results_path}",
+              markup=False)
+    if unreadable:
+        console.print(f"{unreadable} cached results in {settings.results_path} were written by another version "
+                      "and could not be read; they were left alone (delete that folder to remove every cached "
+                      "result)", markup=False)
+    console.print("run folders (codes.jsonl, reports, normalised text) are yours to delete", markup=False)
+    missing = [tid for tid in args.ids if tid not in known and not removed[tid]]
+    if missing:
+        shown = ", ".join(known) or "none"
+        console.print(f"[red]error:[/red] not in the store: {escape(', '.join(missing))} "
+                      f"(coded transcripts: {escape(shown)})")
+        return 1
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    store = _open_store(settings)
     hits = store.search(args.query, k=args.k, kind=args.kind, force=args.force,
                         transcript=args.transcript, speaker=args.speaker)
     if args.json:

@@ -360,3 +360,33 @@ def test_a_server_without_logprobs_fails_the_transcript_with_a_clear_reason(pref
     [(path, problem)] = summary.transcripts_failed
     assert path == str(SHORT) and "top_logprobs" in problem
     assert not settings.chroma_path.exists() or not _stored(settings)["ids"]
+
+
+def test_list_and_forget_a_transcript(coded, capsys, monkeypatch):
+    """A participant withdraws: `jtbd forget` removes their codes from the store and the cached model
+    results that hold their words; `jtbd list` shows what is stored before and after."""
+    import sys
+
+    from rich.console import Console
+
+    import jtbd.cli
+    from jtbd.cli import main
+
+    monkeypatch.setattr(jtbd.cli, "out", Console(file=sys.stdout, width=300))  # a wide terminal: no wrapping
+    monkeypatch.setattr(jtbd.cli, "console", Console(file=sys.stderr, width=300))
+
+    settings, summary, _ = coded
+    flags = ["--data-dir", settings.data_dir]
+    results = Path(settings.results_path)
+    assert len(list(results.glob("jtbd-chunk-*"))) == summary.chunks > 0
+    assert main(["list", *flags]) == 0
+    listed = capsys.readouterr().out
+    assert "espresso_machine" in listed and "espresso_machine.txt" in listed and f"force {summary.codes['force']}" in listed
+    assert main(["forget", "espresso_machine", "no_such_call", *flags]) == 1  # one id unknown: said, the rest done
+    said = capsys.readouterr()
+    stored = sum(summary.codes.values())
+    assert f"espresso_machine: {stored} codes removed from the store" in said.out
+    assert f"{summary.chunks} cached chunk results removed" in said.out
+    assert "not in the store: no_such_call" in said.err
+    assert _stored(settings)["ids"] == [] and list(results.glob("jtbd-chunk-*")) == []
+    assert main(["list", *flags]) == 0 and "coded transcripts in the store: 0" in capsys.readouterr().out
