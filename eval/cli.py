@@ -68,6 +68,11 @@ def cmd_eval(args: argparse.Namespace, settings: Any) -> int:
                       f"problem is not scored; a file that cannot be read or parsed is not scored at all:")
         for line in ev.summary["gold_problems"]:
             console.print("  " + line, markup=False, highlight=False, soft_wrap=True)
+    if ev.summary.get("gold_notes"):
+        console.print("[yellow]gold notes[/yellow]: quotes that break the format's rule but whose span is certain, "
+                      "scored as the parsed text joins them:")
+        for line in ev.summary["gold_notes"]:
+            console.print("  " + line, markup=False, highlight=False, soft_wrap=True)
     scores = ev.scores_dict()
     print_scores(scores)
     write_json(Path(args.scores) if args.scores else out_dir / "scores.json", scores)

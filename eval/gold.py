@@ -22,6 +22,11 @@ format in the README loads as it is:
   whitespace collapsed, across the lines of its turn.
 - A note is what the coding guide asks of our own set, not a condition for
   scoring: a code without one loads.
+- Two violations leave a code's span and meaning certain (`ScoredAnyway`):
+  a quote exact in one interviewee turn of the parsed text but with a space
+  where the file has a line break or a cue edge, and a job statement not in
+  the job-story form. `validate_gold` and `load_gold` report them;
+  `load_gold_scorable` keeps their codes.
 
 The parse function is a parameter so the gold tools work (and are tested)
 without depending on one parser implementation.
@@ -45,6 +50,13 @@ NEEDS_NOTE = ("force", "trigger", "quote")  # the coding guide: jobs need no not
 NO_FUZZY = 101  # above rapidfuzz's 0-100 scale, so the fuzzy step can never pass
 
 ParseFn = Callable[..., Transcript]
+
+
+class ScoredAnyway(str):
+    """A violation of the format that leaves the code's span certain, so `jtbd eval` still scores
+    it: a quote that is exact in the parsed text of one interviewee turn but crosses a line break
+    or a cue edge of the file (copied from a page that rendered a hard-wrapped file as one line,
+    or across two subtitle cues). `validate_gold` and `load_gold` report it like any other."""
 
 
 class GoldError(ValueError):
@@ -112,7 +124,7 @@ def load_gold_scorable(gold_path: Path | str, parse: ParseFn = _default_parse) -
 
     A code that breaks a rule (a quote not in the transcript, a duplicate ...) is left out, not
     the whole interview; the file itself is left out (None) only when it cannot be read, its
-    transcript is missing or does not parse."""
+    transcript is missing or does not parse. A `ScoredAnyway` violation keeps its code."""
     gold, problems, bad = _check(Path(gold_path), parse)
     if gold is not None and bad:
         gold = replace(gold, codes=[c for i, c in enumerate(gold.codes) if i not in bad])
@@ -153,8 +165,8 @@ def _check(gold_path: Path, parse: ParseFn) -> tuple[GoldSet | None, list[str], 
     bad = set()
     for index, code in enumerate(codes):
         found = _code_problems(code, transcript, source, named)
-        problems += [f"{gold_path}: code {index}: {p}" for p in found]
-        bad.update([index] if found else [])
+        problems += [type(p)(f"{gold_path}: code {index}: {p}") for p in found]  # keeps ScoredAnyway
+        bad.update([index] if any(not isinstance(p, ScoredAnyway) for p in found) else [])
     for index, problem in _duplicates(codes):
         problems.append(f"{gold_path}: code {index}: {problem}")
         bad.add(index)
@@ -278,8 +290,11 @@ def _job_problems(code: GoldCode) -> list[str]:
     problems = [] if code.dimension is not None else ["job without a dimension"]
     if not code.statement:
         return problems + ["job without a statement"]
-    if not isinstance(code.statement, str) or not is_job_story(code.statement):
-        problems.append(f"job statement is not 'When ..., I want to ..., so I can ...': {code.statement!r}")
+    if not isinstance(code.statement, str):
+        problems.append(f"job statement is not text: {code.statement!r}")
+    elif not is_job_story(code.statement):  # its quote's span is still certain, and so is the statement
+        problems.append(ScoredAnyway(f"job statement is not 'When ..., I want to ..., so I can ...' "
+                                     f"(jtbd eval scores it as written): {code.statement!r}"))
     return problems
 
 
@@ -304,7 +319,10 @@ def _align(code: GoldCode, transcript: Transcript, source: str = "", named: bool
     else:
         turn = transcript.turns[_turn_position(transcript, exact.turn_index)]
         if not _inside_one_segment(turn, exact.char_start, exact.char_end):
-            return [f"quote spans two cues of turn {turn.index} ({turn.speaker}): {_short(quote)}"]
+            code.char_start, code.char_end, code.turn_index = exact.char_start, exact.char_end, exact.turn_index
+            return [ScoredAnyway(f"quote spans two cues of turn {turn.index} ({turn.speaker}), so it is not in "
+                                 f"the file as written (a line break or a cue edge where the quote has a space); "
+                                 f"jtbd eval scores it as the parsed text joins them: {_short(quote)}")]
     code.char_start, code.char_end, code.turn_index = exact.char_start, exact.char_end, exact.turn_index
     return []
 

@@ -13,7 +13,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from jtbd.eval.gold import GoldError, GoldSet, find_gold_files, load_gold_scorable
+from jtbd.eval.gold import GoldError, GoldSet, ScoredAnyway, find_gold_files, load_gold_scorable
 from jtbd.eval.score import (
     Coded, Scores, TranscriptCodes, all_push_baseline, coded_from_code, coded_from_gold,
     scores_to_dict, score_codes,
@@ -39,7 +39,7 @@ class Evaluation:
                 "provenance": {k: self.summary.get(k) for k in ("model", "prompt_version", "schema_version")},
                 "transcript_ids": sorted(g.id for g in self.gold),
                 # codes or files of the gold folder left out of these scores, so the JSON says so too
-                **({"gold_problems": self.summary["gold_problems"]} if self.summary.get("gold_problems") else {})}
+                **{key: self.summary[key] for key in ("gold_problems", "gold_notes") if self.summary.get(key)}}
 
 
 def bundled_gold(split: str = "all") -> Path:
@@ -53,25 +53,27 @@ def bundled_gold(split: str = "all") -> Path:
 
 def load_gold_folder(folder: Path) -> list[GoldSet]:
     """Every gold file under `folder`; raises GoldError naming every violation of every file."""
-    gold, problems = load_gold_files(folder)
-    if problems:
-        raise GoldError(problems)
+    gold, problems, notes = load_gold_files(folder)
+    if problems or notes:
+        raise GoldError(problems + notes)
     return gold
 
 
-def load_gold_files(folder: Path) -> tuple[list[GoldSet], list[str]]:
-    """The gold files under `folder` that can be scored, each with the codes that pass, and one
-    line per violation: a code that breaks a rule is left out (not its whole interview), a file
-    only when it cannot be read or its transcript is missing or does not parse."""
+def load_gold_files(folder: Path) -> tuple[list[GoldSet], list[str], list[str]]:
+    """The gold files under `folder` that can be scored, each with the codes that pass; one line
+    per violation that left something out (a code that breaks a rule, not its whole interview; a
+    file only when it cannot be read or its transcript is missing or does not parse); and one line
+    per violation that was scored anyway (`ScoredAnyway`: a quote across a line break)."""
     files = find_gold_files(folder)
     if not files:
         raise FileNotFoundError(f"no *.gold.json files under {folder}")
-    gold, problems = [], []
+    gold, problems, notes = [], [], []
     for path in files:
         loaded, found = load_gold_scorable(path)
         gold += [loaded] if loaded is not None else []
-        problems += found
-    return gold, problems
+        problems += [str(p) for p in found if not isinstance(p, ScoredAnyway)]
+        notes += [str(p) for p in found if isinstance(p, ScoredAnyway)]
+    return gold, problems, notes
 
 
 def predicted_codes(coded: CodedTranscript) -> list[Coded]:
@@ -106,7 +108,7 @@ def evaluate(gold_dir: Path, settings: Settings, out_dir: Path) -> Evaluation:
     from jtbd.coding.embed import cosine, make_embedder
     from jtbd.flows.code_batch import run_batch
 
-    gold, problems = load_gold_files(gold_dir)
+    gold, problems, notes = load_gold_files(gold_dir)
     if not gold:
         raise GoldError([f"no gold file under {gold_dir} can be scored:", *problems])
     settings = dataclasses.replace(settings, collection=EVAL_COLLECTION)
@@ -121,7 +123,8 @@ def evaluate(gold_dir: Path, settings: Settings, out_dir: Path) -> Evaluation:
         return cosine(va, vb)
 
     scores = score_gold(gold, predicted, similarity)
-    return Evaluation(gold, predicted, scores, score_baseline(gold), {**summary.as_dict(), "gold_problems": problems})
+    return Evaluation(gold, predicted, scores, score_baseline(gold),
+                      {**summary.as_dict(), "gold_problems": problems, "gold_notes": notes})
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:

@@ -147,6 +147,25 @@ def test_a_hard_wrapped_copy_in_the_readme_format_scores_the_same(evaluations, m
     assert [c.id for c in ev.predicted[tid].codes] == [c.id for c in full.predicted[tid].codes]
     assert ev.scores_dict() == before.scores_dict()
 
+    # The same wrapped file, but the quotes copied as running text (from a page that showed the
+    # file unwrapped): a space where the file has a line break breaks the format's rule, yet the
+    # span is certain. Scored the same, each listed as a note, not as a problem.
+    running = gate_tmp / "running-text-gold"
+    running.mkdir()
+    (running / original.transcript_path.name).write_text(wrapped, encoding="utf-8")
+    as_text = [c | {"quote": " ".join(c["quote"].split())} for c in codes]
+    (running / original.gold_path.name).write_text(json.dumps({"transcript": original.transcript_path.name,
+                                                               "codes": as_text}))
+    with my_vcr.use_cassette("eval/test.yaml.gz"):
+        loose = evaluate(running, server_settings(gate_tmp / "data"), gate_tmp / "running-run")
+    crossing = sum("\n" in c["quote"] for c in codes)
+    assert loose.summary["gold_problems"] == [] and len(loose.summary["gold_notes"]) == crossing
+    assert [(c.char_start, c.char_end) for c in loose.gold[0].codes] == [(c.char_start, c.char_end)
+                                                                          for c in original.codes]
+    scored = loose.scores_dict()
+    assert scored.pop("gold_notes") == loose.summary["gold_notes"]
+    assert scored == before.scores_dict()
+
 
 def test_gold_scores_meet_the_baseline(evaluations):
     from jtbd.eval.score import compare_to_baseline

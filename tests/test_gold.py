@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from jtbd.eval.gold import GoldError, find_gold_files, load_gold, load_gold_scorable, validate_gold
+from jtbd.eval.gold import GoldError, ScoredAnyway, find_gold_files, load_gold, load_gold_scorable, validate_gold
 from jtbd.schemas.transcript import Role, Segment, Transcript, Turn
 
 LINES = [
@@ -121,6 +121,23 @@ def test_for_scoring_a_bad_code_is_left_out_not_its_file(tmp_path):
     assert [p.split(": ")[1] for p in problems] == ["code 1", "code 3"]
     assert [c.quote for c in gold.codes] == [GOOD[0]["quote"], GOOD[2]["quote"]]
     assert all(c.char_start is not None for c in gold.codes)
+
+
+def test_for_scoring_a_quote_across_two_cues_and_a_loose_job_statement_are_kept(tmp_path):
+    """Both break the format's rules, so `gold check` reports them; their spans are certain, so
+    `jtbd eval` scores them (and lists them as notes), unlike a quote that is not there at all."""
+    across = _code(quote="it was a mess. Every Monday")  # two cues of Dana's turn, one space between
+    loose = dict(GOOD[3], statement="When the week starts, I want the sheets ready, so I can keep my Mondays.")
+    path = write_gold(tmp_path, [GOOD[0], across, loose, _code(quote="the spreadsheet was a mess")])
+    gold, problems = load_gold_scorable(path, parse=tiny_parse)
+    assert problems == validate_gold(path, parse=tiny_parse)
+    assert [(p.split(": ")[1], isinstance(p, ScoredAnyway)) for p in problems] == [
+        ("code 1", True), ("code 2", True), ("code 3", False)]
+    assert [c.quote for c in gold.codes] == [GOOD[0]["quote"], across["quote"], loose["quote"]]
+    kept = gold.codes[1]
+    assert gold.transcript.text[kept.char_start:kept.char_end] == "it was a mess. Every Monday"
+    with pytest.raises(GoldError):
+        load_gold(path, parse=tiny_parse)  # our own set stays strict
 
 
 def test_for_scoring_a_file_whose_transcript_does_not_parse_is_left_out(tmp_path):
