@@ -53,10 +53,11 @@ ParseFn = Callable[..., Transcript]
 
 
 class ScoredAnyway(str):
-    """A violation of the format that leaves the code's span certain, so `jtbd eval` still scores
-    it: a quote that is exact in the parsed text of one interviewee turn but crosses a line break
-    or a cue edge of the file (copied from a page that rendered a hard-wrapped file as one line,
-    or across two subtitle cues). `validate_gold` and `load_gold` report it like any other."""
+    """A violation of the format that leaves the code's span and meaning certain, so `jtbd eval`
+    still scores it: a quote that is exact in the parsed text of one interviewee turn but crosses
+    a line break or a cue edge of the file (copied from a page that rendered a hard-wrapped file
+    as running text, or across two subtitle cues), or a job statement not in the job-story form.
+    `validate_gold` and `load_gold` report it like any other."""
 
 
 class GoldError(ValueError):
