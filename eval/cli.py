@@ -47,7 +47,11 @@ def cmd_gold_check(folder: Path) -> int:
     problems = [p for f in files for p in validate_gold(f)]
     for line in problems:
         console.print(line, markup=False, highlight=False, soft_wrap=True)
-    console.print(f"{len(files)} gold files, {len(problems)} problems")
+    from jtbd.eval.gold import ScoredAnyway
+
+    anyway = sum(isinstance(p, ScoredAnyway) for p in problems)
+    console.print(f"{len(files)} gold files, {len(problems)} problems"
+                  + (f" ({anyway} of them still scored by jtbd eval: the span is certain)" if anyway else ""))
     return 1 if problems else 0
 
 

@@ -140,6 +140,19 @@ def test_for_scoring_a_quote_across_two_cues_and_a_loose_job_statement_are_kept(
         load_gold(path, parse=tiny_parse)  # our own set stays strict
 
 
+def test_gold_check_counts_the_problems_jtbd_eval_still_scores(tmp_path, capsys):
+    from jtbd.eval.cli import cmd_gold_check
+
+    (tmp_path / "wrapped.txt").write_text(WRAPPED)
+    codes = [{"kind": "force", "force": "push", "quote": "I'd been waking up with my back just killing me"},
+             {"kind": "force", "force": "pull", "quote": "a bed that fixed my back"}]
+    (tmp_path / "wrapped.gold.json").write_text(json.dumps({"transcript": "wrapped.txt", "codes": codes}))
+    assert cmd_gold_check(tmp_path) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert "code 0: quote spans two cues" in err and "code 1: quote not found" in err
+    assert "1 gold files, 2 problems (1 of them still scored by jtbd eval: the span is certain)" in err
+
+
 def test_for_scoring_a_file_whose_transcript_does_not_parse_is_left_out(tmp_path):
     def broken_parse(path, interviewers=(), interviewees=()):
         raise ValueError("line 3 has no speaker")

@@ -66,3 +66,4 @@ def test_errors_summaries_and_gold_problems_keep_brackets(monkeypatch, tmp_path)
     shown = screen.export_text()
     assert "in/[draft] call.vtt: malformed WebVTT: line 3" in shown and "runs/[test]" in shown
     assert "'[laughs] so I lookd'" in shown or '"[laughs] so I lookd"' in shown
+    assert "1 gold files, 1 problems\n" in shown  # not found at all: left out, not scored anyway
