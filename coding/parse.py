@@ -62,6 +62,8 @@ _LABEL = re.compile(rf"(?P<label>[^:]+?(?:{_LABEL_STAMP})?)\s*:(?:\s+(?P<text>.*
 _BRACKET_LABEL = re.compile(r"\[(?P<label>[^\]\d][^\]]*)\]\s*(?P<text>.*)")
 _BARE_STAMP = re.compile(rf"[\[(]?(?P<ts>{_TS})[\])]?")  # a line that is only a time
 _OTTER_HEADER = re.compile(rf"(?P<label>[^\s:][^:]*?)\s{{2,}}(?P<ts>{_TS})")  # "Dana Reyes  0:03"
+# Looser headers, tried only in a file with no other labels: "Dana Reyes 0:03", "Dana Reyes - 00:00:03".
+_LOOSE_HEADER = re.compile(rf"(?P<label>[^\s:\[\]][^:\[\]]*?)(?:\s+[-\u2013\u2014|\u00b7]\s+|\s)\[?(?P<ts>{_TS})\]?")
 _ROLE_WORDS = "interviewer|moderator|researcher|facilitator|host"
 _SPEAKER_LIKE = re.compile(
     rf"(?:{_ROLE_WORDS}|interviewee|participant|respondent|speaker|q|a|i|int|p|r)(?:\s*\d+|\s+[a-z])?", re.I
@@ -85,13 +87,16 @@ def _looks_like_name(label: str) -> bool:
     return bool(words) and all(w[0].isupper() and not any(c.isdigit() for c in w) for w in words)
 
 
-def _is_speaker_label(label: str, counts: Counter) -> bool:
-    """Guard against sentences with a colon ("Here's the thing: it broke") posing as labels."""
+def _is_speaker_label(label: str, counts: Counter, recurring: bool = False) -> bool:
+    """Guard against sentences with a colon ("Here's the thing: it broke") posing as labels.
+    With `recurring`, a label must also head two lines or more (the looser label forms)."""
     words = label.split()
     if not words or len(words) > 4 or len(label) > 40:
         return False
     if words[0].lower().strip(".,!?'\"") in _NOT_SPEAKERS:
         return False
+    if recurring:
+        return counts[label] >= 2
     return counts[label] >= 2 or bool(_SPEAKER_LIKE.fullmatch(label)) or _looks_like_name(label)
 
 
@@ -101,19 +106,23 @@ def _split_label(text: str, brackets: bool = False) -> tuple[str | None, str]:
     return (match["label"].strip(), (match["text"] or "").strip()) if match else (None, text)
 
 
-def _read_line(line: str) -> tuple[str | None, _Cue, _Cue]:
-    """The line's label candidate, its cue if that is a speaker label, and its cue if not."""
-    header = _OTTER_HEADER.fullmatch(line)
+def _read_line(line: str, loose: bool = False) -> tuple[str | None, _Cue, _Cue]:
+    """The line's label candidate, its cue if that is a speaker label, and its cue if not.
+    `loose` also reads "Name 0:03" / "Name - 0:03" headers and "[Name] text" labels."""
+    header = _OTTER_HEADER.fullmatch(line) or (loose and _LOOSE_HEADER.fullmatch(line))
     if header:
-        return header["label"], _Cue("", header["label"], _seconds(header["ts"])), _Cue(line)
+        return header["label"].strip(), _Cue("", header["label"].strip(), _seconds(header["ts"])), _Cue(line)
     stamp = _STAMP_PREFIX.match(line)
     start = _seconds(stamp["ts"]) if stamp else None
     rest = line[stamp.end() :] if stamp else line
     # A bare "10:30 ..." without a label is speech, not a timestamp: keep it whole.
     plain = _Cue(rest, start=start) if stamp and stamp["open"] else _Cue(line)
-    label, said = _split_label(rest)
+    label, said = _split_label(rest, brackets=loose)
     if label is None:
         return None, plain, plain
+    time_only = _BARE_STAMP.fullmatch(said) if loose else None
+    if time_only:  # "[Dana Reyes] 10:03:04" on its own line: a header for the lines below
+        return label, _Cue("", label, _seconds(time_only["ts"])), plain
     stamped = re.search(rf"{_LABEL_STAMP}$", label)
     if stamped:
         label, start = label[: stamped.start()], _seconds(stamped.group().strip(" \t[]()"))
@@ -122,9 +131,17 @@ def _read_line(line: str) -> tuple[str | None, _Cue, _Cue]:
 
 def _txt_cues(text: str) -> list[_Cue]:
     numbered = [(n, line.strip()) for n, line in enumerate(_LINE_BREAK.split(text), 1) if line.strip()]
+    cues = _txt_pass(numbered, loose=False)
+    if not any(cue.speaker for cue in cues):
+        # No "Name:" label anywhere: try the looser forms, each label heading two lines or more.
+        cues = _txt_pass(numbered, loose=True)
+    return cues
+
+
+def _txt_pass(numbered: list[tuple[int, str]], loose: bool) -> list[_Cue]:
     lines = [line for _, line in numbered]
     headers = _name_over_stamp(lines)  # each a label-only cue that lends its time to the next
-    read = {i: _read_line(line) for i, line in enumerate(lines) if i not in headers and i - 1 not in headers}
+    read = {i: _read_line(line, loose) for i, line in enumerate(lines) if i not in headers and i - 1 not in headers}
     counts = Counter(label for label, _, _ in read.values() if label)
     cues = []
     for i, (number, line) in enumerate(numbered):
@@ -132,7 +149,7 @@ def _txt_cues(text: str) -> list[_Cue]:
             cues.append(_Cue("", line, headers[i]))
         elif i in read:
             label, said, plain = read[i]
-            cues.append(replace(said if label and _is_speaker_label(label, counts) else plain, line=number))
+            cues.append(replace(said if label and _is_speaker_label(label, counts, loose) else plain, line=number))
     return cues
 
 

@@ -154,6 +154,39 @@ def test_labels_that_are_not_one_person_stay_apart():
     assert [turn.speaker for turn in t.turns] == ["Interviewer", "Interviewer 2", "Sam Lee", "Sam Ortiz", "Sam"]
 
 
+LOOSE_LABELS = {
+    "bracketed names": "[Bob] So tell me about the day?\n[Jen] It was a Tuesday and the laptop died.\n"
+                       "[Bob] What then?\n[Jen] I bought one that week. [laughs] I was so annoyed.\n",
+    "bracketed header and clock time": "[Bob Moesta] 10:03:04\nSo tell me about the day?\n\n[Jen Alvarez] 10:03:09\n"
+                                       "It was a Tuesday and the laptop died.\n\n[Bob Moesta] 10:03:15\nWhat then?\n\n"
+                                       "[Jen Alvarez] 10:03:18\nI bought one that week. I was so annoyed.\n",
+    "name, one space, time": "Bob 0:00\nSo tell me about the day?\n\nJen 0:05\nIt was a Tuesday and the laptop died.\n\n"
+                             "Bob 0:12\nWhat then?\n\nJen 0:14\nI bought one that week. I was so annoyed.\n",
+    "name, dash, time": "Bob - 00:00:00\nSo tell me about the day?\n\nJen - 00:00:05\nIt was a Tuesday and the laptop "
+                        "died.\n\nBob - 00:00:12\nWhat then?\n\nJen - 00:00:14\nI bought one that week. I was so annoyed.\n",
+}
+
+
+@pytest.mark.parametrize("text", LOOSE_LABELS.values(), ids=LOOSE_LABELS.keys())
+def test_looser_label_forms_are_read_when_a_file_has_no_colon_labels(text):
+    t = parse(text)
+    assert [turn.speaker.split()[0] for turn in t.turns] == ["Bob", "Jen", "Bob", "Jen"]
+    assert [turn.role.value for turn in t.turns[:2]] == ["interviewer", "interviewee"]
+    assert t.turns[1].text == "It was a Tuesday and the laptop died."
+    assert t.turns[3].text.startswith("I bought one that week.")
+    assert_offsets_hold(t)
+
+
+def test_looser_label_forms_need_two_lines_each_and_never_override_colon_labels():
+    # a bracketed name heading a single line is not a speaker, nor a sound note heading two
+    with pytest.raises(TranscriptError, match="no speaker labels found"):
+        parse("[Bob] So tell me.\n[laughs] and then it broke\n[laughs] yes\n")
+    # where "Name:" labels exist, a bracketed note at the start of a line is speech
+    t = parse("Bob: What then?\nJen: Well.\n[Overlapping] I bought one.\n[Overlapping] Twice.\nBob: Okay.\n")
+    assert [turn.speaker for turn in t.turns] == ["Bob", "Jen", "Bob"]
+    assert t.turns[1].text == "Well. [Overlapping] I bought one. [Overlapping] Twice."
+
+
 def test_one_short_line_above_a_time_is_speech_not_a_header():
     t = parse("Interviewer: When was the appointment?\nDana: It was on the Tuesday.\nEarly Tuesday\n09:30\n"
               "Interviewer: Right?\n")
