@@ -334,7 +334,18 @@ def _json_cues(text: str) -> list[_Cue]:
         raise _Problem(f"malformed JSON: line {error.lineno} column {error.colno}: {error.msg}") from None
     items = _json_items(data)
     lines = _json_text_lines(text, items)
-    return [cue for number, (item, line) in enumerate(zip(items, lines), 1) for cue in _json_cue(item, number, line)]
+    cues = [cue for number, (item, line) in enumerate(zip(items, lines), 1) for cue in _json_cue(item, number, line)]
+    times = [t for cue in cues for t in (cue.start, cue.end) if t is not None]
+    if times and max(times) > _A_DAY:  # milliseconds, as some transcription services write them
+        cues = [replace(cue, start=_ms(cue.start), end=_ms(cue.end)) for cue in cues]
+    return cues
+
+
+_A_DAY = 86_400.0  # seconds: no interview is longer, so larger times are milliseconds
+
+
+def _ms(value: float | None) -> float | None:
+    return None if value is None else value / 1000.0
 
 
 # --- roles --------------------------------------------------------------------

@@ -350,6 +350,17 @@ def test_json_bare_list_and_utterances(data):
     assert who(parse(json.dumps(data), fmt="json")) == [("Interviewer", "interviewer"), ("Ann", "interviewee")]
 
 
+def test_json_times_in_milliseconds_are_read_as_milliseconds():
+    data = {"utterances": [{"speaker": "A", "start": 1200, "end": 95000, "text": "So what happened?"},
+                           {"speaker": "B", "start": 96500, "end": 190250, "text": "It broke, and I bought one."}]}
+    t = parse(json.dumps(data), "json")
+    assert [(turn.start, turn.end) for turn in t.turns] == [(1.2, 95.0), (96.5, 190.25)]
+    # seconds stay seconds, however long the interview (under a day)
+    seconds = [{"speaker": "A", "start": 1.2, "text": "So what happened?"},
+               {"speaker": "B", "start": 5400.5, "text": "It broke."}]
+    assert [turn.start for turn in parse(json.dumps(seconds), "json").turns] == [1.2, 5400.5]
+
+
 def test_json_numbered_speakers():
     segments = [{"speaker": 0, "text": "What happened?"}, {"speaker": 1, "text": "It broke, so I bought one."}]
     t = parse(json.dumps(segments), "json")
