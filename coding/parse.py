@@ -327,6 +327,13 @@ def _json_text_lines(text: str, items: list) -> list[int | None]:
     return lines
 
 
+_A_DAY = 86_400.0  # seconds: no interview is longer, so larger times are milliseconds
+
+
+def _ms(value: float | None) -> float | None:
+    return None if value is None else value / 1000.0
+
+
 def _json_cues(text: str) -> list[_Cue]:
     try:
         data = json.loads(text)
@@ -340,12 +347,6 @@ def _json_cues(text: str) -> list[_Cue]:
         cues = [replace(cue, start=_ms(cue.start), end=_ms(cue.end)) for cue in cues]
     return cues
 
-
-_A_DAY = 86_400.0  # seconds: no interview is longer, so larger times are milliseconds
-
-
-def _ms(value: float | None) -> float | None:
-    return None if value is None else value / 1000.0
 
 
 # --- roles --------------------------------------------------------------------

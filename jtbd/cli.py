@@ -39,19 +39,18 @@ def _backend_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--concurrency", type=int, help="chunks coded at once (default 1 local, 4 server)")
     g.add_argument("--interviewer", action="append", dest="interviewers", default=None,
                    help="an interviewer's speaker label; repeat for two interviewers")
-    g.add_argument("--data-dir", help="where the Chroma store and the result cache live")
-    g.add_argument("--chroma-url", help="a Chroma server, e.g. http://localhost:8000 (default: local store)")
-    g.add_argument("--config", help="a TOML settings file")
+    _store_options(g)
+
+
+def _store_options(p: Any) -> None:
+    """--data-dir, --chroma-url and --config, on a parser or an argument group."""
+    p.add_argument("--data-dir", help="where the Chroma store and the result cache live")
+    p.add_argument("--chroma-url", help="a Chroma server, e.g. http://localhost:8000 (default: local store)")
+    p.add_argument("--config", help="a TOML settings file")
 
 
 _SETTING_FLAGS = ("backend", "model", "model_path", "base_url", "extra_body", "llm_mode", "strategy", "chunk_tokens",
                   "overlap_tokens", "concurrency", "interviewers", "data_dir", "chroma_url")
-
-
-def _store_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data-dir", help="where the Chroma store and the result cache live (as given to jtbd code)")
-    p.add_argument("--chroma-url", help="a Chroma server, e.g. http://localhost:8000 (default: local store)")
-    p.add_argument("--config", help="a TOML settings file")
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
