@@ -64,6 +64,11 @@ _BARE_STAMP = re.compile(rf"[\[(]?(?P<ts>{_TS})[\])]?")  # a line that is only a
 _OTTER_HEADER = re.compile(rf"(?P<label>[^\s:][^:]*?)\s{{2,}}(?P<ts>{_TS})")  # "Dana Reyes  0:03"
 # Looser headers, tried only in a file with no other labels: "Dana Reyes 0:03", "Dana Reyes - 00:00:03".
 _LOOSE_HEADER = re.compile(rf"(?P<label>[^\s:\[\]][^:\[\]]*?)(?:\s+[-\u2013\u2014|\u00b7]\s+|\s)\[?(?P<ts>{_TS})\]?")
+# Also only there: "Dana — text", "Dana - text", "Dana<TAB>text" and "Q. text" / "A. text".
+_LOOSE_LABEL = re.compile(
+    r"(?P<label>[^\s:\[\]\-\u2013\u2014][^:\[\]\t]*?)(?:\t+|\s+(?:--?|[\u2013\u2014])\s+)(?P<text>\S.*)"
+    r"|(?P<letter>[QAIR])\.\s+(?P<said>\S.*)"
+)
 _ROLE_WORDS = "interviewer|moderator|researcher|facilitator|host"
 _SPEAKER_LIKE = re.compile(
     rf"(?:{_ROLE_WORDS}|interviewee|participant|respondent|speaker|q|a|i|int|p|r)(?:\s*\d+|\s+[a-z])?", re.I
@@ -73,7 +78,8 @@ _NOT_SPEAKERS = frozenset(
     "so and but well here here's there this that the it it's my our note notes yes no okay ok"
     " also then now because basically honestly anyway interview transcript date time title"
     " subject topic location duration recorded recording summary participants laughs laughter"
-    " laughing crosstalk inaudible unintelligible music applause silence pause noise sighs".split()
+    " laughing crosstalk inaudible unintelligible music applause silence pause noise sighs"
+    " right sure exactly yeah yep mhm hmm uh um totally absolutely true great thanks cool wow oh".split()
 )
 
 
@@ -100,7 +106,11 @@ def _is_speaker_label(label: str, counts: Counter, recurring: bool = False) -> b
     return counts[label] >= 2 or bool(_SPEAKER_LIKE.fullmatch(label)) or _looks_like_name(label)
 
 
-def _split_label(text: str, brackets: bool = False) -> tuple[str | None, str]:
+def _split_label(text: str, brackets: bool = False, separators: bool = False) -> tuple[str | None, str]:
+    """The label and the text after it; `separators` also reads the loose separator forms."""
+    loose = separators and _LOOSE_LABEL.fullmatch(text)
+    if loose:
+        return (loose["label"] or loose["letter"]).strip(), (loose["text"] or loose["said"]).strip()
     match = (brackets and _BRACKET_LABEL.fullmatch(text)) or _MD_LABEL.fullmatch(text)
     match = match or _LABEL.fullmatch(text)
     return (match["label"].strip(), (match["text"] or "").strip()) if match else (None, text)
@@ -117,7 +127,7 @@ def _read_line(line: str, loose: bool = False) -> tuple[str | None, _Cue, _Cue]:
     rest = line[stamp.end() :] if stamp else line
     # A bare "10:30 ..." without a label is speech, not a timestamp: keep it whole.
     plain = _Cue(rest, start=start) if stamp and stamp["open"] else _Cue(line)
-    label, said = _split_label(rest, brackets=loose)
+    label, said = _split_label(rest, brackets=loose, separators=loose)
     if label is None:
         return None, plain, plain
     time_only = _BARE_STAMP.fullmatch(said) if loose else None
@@ -141,7 +151,11 @@ def _txt_cues(text: str) -> list[_Cue]:
 def _txt_pass(numbered: list[tuple[int, str]], loose: bool) -> list[_Cue]:
     lines = [line for _, line in numbered]
     headers = _name_over_stamp(lines)  # each a label-only cue that lends its time to the next
-    read = {i: _read_line(line, loose) for i, line in enumerate(lines) if i not in headers and i - 1 not in headers}
+    stamps = set(headers)  # the header's next line is its time, not speech
+    if loose and not headers:
+        headers = dict.fromkeys(_name_alone(lines))
+        stamps = set()
+    read = {i: _read_line(line, loose) for i, line in enumerate(lines) if i not in headers and i - 1 not in stamps}
     counts = Counter(label for label, _, _ in read.values() if label)
     cues = []
     for i, (number, line) in enumerate(numbered):
@@ -166,6 +180,28 @@ def _name_over_stamp(lines: list[str]) -> dict[int, float]:
                 and (_looks_like_name(line) or _SPEAKER_LIKE.fullmatch(line))):
             found[i] = _seconds(stamp["ts"])
     return found if len(found) >= 2 else {}
+
+
+def _header_name(line: str) -> bool:
+    """A line that could be a speaker's name standing alone as a header."""
+    words = line.split()
+    return (0 < len(words) <= 4 and len(line) <= 40 and line[-1] not in ".,;:!?\"'"
+            and words[0].lower() not in _NOT_SPEAKERS
+            and bool(_looks_like_name(line) or _SPEAKER_LIKE.fullmatch(line)))
+
+
+def _name_alone(lines: list[str]) -> list[int]:
+    """Speaker headers written as the name alone on a line, with no colon or time, and the
+    turn's text on the lines below ("DANA" / "So it broke again...", as screenplay-style and
+    some podcast transcripts write them). Read only in a file with no other labels, and only
+    when two names or more each head two turns or more (a one-off emphasis or title line does
+    not recur): the line indexes of those headers."""
+    found: dict[str, list[int]] = {}
+    for i, (line, following) in enumerate(zip(lines, lines[1:])):
+        if _header_name(line) and not _header_name(following):
+            found.setdefault(line, []).append(i)
+    recurring = [indexes for indexes in found.values() if len(indexes) >= 2]
+    return sorted(i for indexes in recurring for i in indexes) if len(recurring) >= 2 else []
 
 
 def _label_prefixes(cues: list[_Cue], brackets: bool) -> list[_Cue]:

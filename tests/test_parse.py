@@ -164,16 +164,25 @@ LOOSE_LABELS = {
                              "Bob 0:12\nWhat then?\n\nJen 0:14\nI bought one that week. I was so annoyed.\n",
     "name, dash, time": "Bob - 00:00:00\nSo tell me about the day?\n\nJen - 00:00:05\nIt was a Tuesday and the laptop "
                         "died.\n\nBob - 00:00:12\nWhat then?\n\nJen - 00:00:14\nI bought one that week. I was so annoyed.\n",
+    "name, dash, text": "Bob \u2014 So tell me about the day?\nJen \u2014 It was a Tuesday and the laptop died.\n"
+                        "Bob - What then?\nJen - I bought one that week - I was so annoyed.\n",
+    "name, tab, text": "Bob\tSo tell me about the day?\nJen\tIt was a Tuesday and the laptop died.\n"
+                       "Bob\tWhat then?\nJen\tI bought one that week. I was so annoyed.\n",
+    "name alone above the turn": "Bob Moesta\nSo tell me about the day?\n\nJen Alvarez\nIt was a Tuesday and the "
+                                 "laptop died.\n\nBob Moesta\nWhat then?\n\nJen Alvarez\nI bought one that week.\n",
+    "name in capitals alone above a wrapped turn": "BOB\nSo tell me about the day?\nJEN\nIt was a Tuesday and the "
+                                                   "laptop died.\nBOB\nWhat then?\nJEN\nI bought one that week.\n"
+                                                   "I was so annoyed.\n",
 }
 
 
 @pytest.mark.parametrize("text", LOOSE_LABELS.values(), ids=LOOSE_LABELS.keys())
 def test_looser_label_forms_are_read_when_a_file_has_no_colon_labels(text):
     t = parse(text)
-    assert [turn.speaker.split()[0] for turn in t.turns] == ["Bob", "Jen", "Bob", "Jen"]
+    assert [turn.speaker.split()[0].capitalize() for turn in t.turns] == ["Bob", "Jen", "Bob", "Jen"]
     assert [turn.role.value for turn in t.turns[:2]] == ["interviewer", "interviewee"]
     assert t.turns[1].text == "It was a Tuesday and the laptop died."
-    assert t.turns[3].text.startswith("I bought one that week.")
+    assert t.turns[3].text.startswith("I bought one that week")
     assert_offsets_hold(t)
 
 
@@ -185,6 +194,22 @@ def test_looser_label_forms_need_two_lines_each_and_never_override_colon_labels(
     t = parse("Bob: What then?\nJen: Well.\n[Overlapping] I bought one.\n[Overlapping] Twice.\nBob: Okay.\n")
     assert [turn.speaker for turn in t.turns] == ["Bob", "Jen", "Bob"]
     assert t.turns[1].text == "Well. [Overlapping] I bought one. [Overlapping] Twice."
+
+
+def test_q_and_a_with_a_full_stop_are_labels():
+    t = parse("Q. So tell me about the day?\nA. It was a Tuesday and the laptop died.\nQ. What then?\nA. I bought one.\n")
+    assert [(turn.speaker, turn.role.value) for turn in t.turns[:2]] == [("Q", "interviewer"), ("A", "interviewee")]
+    assert t.turns[3].text == "I bought one."
+    assert_offsets_hold(t)
+
+
+def test_lines_that_only_look_like_loose_labels_are_not_speakers():
+    # one name alone above text twice is a title or an emphasis, not a conversation: two names must recur
+    with pytest.raises(TranscriptError, match="no speaker labels found"):
+        parse("Jen\nIt broke on the Tuesday.\nThe Laptop\nIt was old.\nJen\nAnd then again.\n")
+    # a filler word before a dash is speech, however often it recurs
+    with pytest.raises(TranscriptError, match="no speaker labels found"):
+        parse("Honestly - it was bad.\nHonestly - it broke twice.\nRight - so I bought one.\nRight - and that was it.\n")
 
 
 def test_one_short_line_above_a_time_is_speech_not_a_header():
