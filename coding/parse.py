@@ -64,11 +64,14 @@ _BARE_STAMP = re.compile(rf"[\[(]?(?P<ts>{_TS})[\])]?")  # a line that is only a
 _OTTER_HEADER = re.compile(rf"(?P<label>[^\s:][^:]*?)\s{{2,}}(?P<ts>{_TS})")  # "Dana Reyes  0:03"
 # Looser headers, tried only in a file with no other labels: "Dana Reyes 0:03", "Dana Reyes - 00:00:03".
 _LOOSE_HEADER = re.compile(rf"(?P<label>[^\s:\[\]][^:\[\]]*?)(?:\s+[-\u2013\u2014|\u00b7]\s+|\s)\[?(?P<ts>{_TS})\]?")
-# Also only there: "Dana — text", "Dana - text", "Dana<TAB>text" and "Q. text" / "A. text".
+# Also only there: "Dana — text", "Dana - text", "Dana<TAB>text", "Dana [00:01:12] text" and "Q. text" / "A. text".
 _LOOSE_LABEL = re.compile(
     r"(?P<label>[^\s:\[\]\-\u2013\u2014][^:\[\]\t]*?)(?:\t+|\s+(?:--?|[\u2013\u2014])\s+)(?P<text>\S.*)"
+    rf"|(?P<stamped>[^\s:\[\]\-\u2013\u2014][^:\[\]\t]*?{_LABEL_STAMP})\s+(?P<after>\S.*)"
     r"|(?P<letter>[QAIR])\.\s+(?P<said>\S.*)"
 )
+_STAMP_AFTER_LABEL = re.compile(rf"[\[(](?P<ts>{_TS})[\])]\s*")  # "Dana: [00:01:12] text"
+_DASH = re.compile(r"[-\u2013\u2014]+\s*")  # "- Dana: text", a subtitle's mark of a new speaker
 _ROLE_WORDS = "interviewer|moderator|researcher|facilitator|host"
 _SPEAKER_LIKE = re.compile(
     rf"(?:{_ROLE_WORDS}|interviewee|participant|respondent|speaker|q|a|i|int|p|r)(?:\s*\d+|\s+[a-z])?", re.I
@@ -110,10 +113,15 @@ def _split_label(text: str, brackets: bool = False, separators: bool = False) ->
     """The label and the text after it; `separators` also reads the loose separator forms."""
     loose = separators and _LOOSE_LABEL.fullmatch(text)
     if loose:
-        return (loose["label"] or loose["letter"]).strip(), (loose["text"] or loose["said"]).strip()
+        label = loose["label"] or loose["stamped"] or loose["letter"]
+        return label.strip(), (loose["text"] or loose["after"] or loose["said"]).strip()
     match = (brackets and _BRACKET_LABEL.fullmatch(text)) or _MD_LABEL.fullmatch(text)
     match = match or _LABEL.fullmatch(text)
-    return (match["label"].strip(), (match["text"] or "").strip()) if match else (None, text)
+    if not match:
+        return None, text
+    label = match["label"].strip()
+    dash = _DASH.match(label)
+    return (label[dash.end():] if dash and dash.end() < len(label) else label), (match["text"] or "").strip()
 
 
 def _read_line(line: str, loose: bool = False) -> tuple[str | None, _Cue, _Cue]:
@@ -136,6 +144,9 @@ def _read_line(line: str, loose: bool = False) -> tuple[str | None, _Cue, _Cue]:
     stamped = re.search(rf"{_LABEL_STAMP}$", label)
     if stamped:
         label, start = label[: stamped.start()], _seconds(stamped.group().strip(" \t[]()"))
+    after = _STAMP_AFTER_LABEL.match(said)
+    if after and start is None:  # "Dana: [00:01:12] text"
+        said, start = said[after.end() :], _seconds(after["ts"])
     return label, _Cue(said, label, start), plain
 
 
@@ -364,6 +375,7 @@ def _json_text_lines(text: str, items: list) -> list[int | None]:
 
 
 _A_DAY = 86_400.0  # seconds: no interview is longer, so larger times are milliseconds
+_FIVE_MINUTES = 300.0
 
 
 def _ms(value: float | None) -> float | None:
@@ -378,10 +390,22 @@ def _json_cues(text: str) -> list[_Cue]:
     items = _json_items(data)
     lines = _json_text_lines(text, items)
     cues = [cue for number, (item, line) in enumerate(zip(items, lines), 1) for cue in _json_cue(item, number, line)]
-    times = [t for cue in cues for t in (cue.start, cue.end) if t is not None]
-    if times and max(times) > _A_DAY:  # milliseconds, as some transcription services write them
+    if _in_milliseconds(cues):  # as some transcription services write them
         cues = [replace(cue, start=_ms(cue.start), end=_ms(cue.end)) for cue in cues]
     return cues
+
+
+def _in_milliseconds(cues: list[_Cue]) -> bool:
+    """Whether the segments' times are milliseconds: a time over a day's worth of seconds, or
+    whole numbers only, with segments that start a median of over five minutes apart, which
+    no conversation does (a short file in milliseconds: segments 4,000 apart, not 4,000 seconds)."""
+    times = [t for cue in cues for t in (cue.start, cue.end) if t is not None]
+    if not times:
+        return False
+    starts = [cue.start for cue in cues if cue.start is not None]
+    gaps = sorted(b - a for a, b in zip(starts, starts[1:]) if b > a)
+    whole = all(t == int(t) for t in times)
+    return max(times) > _A_DAY or (whole and bool(gaps) and gaps[len(gaps) // 2] > _FIVE_MINUTES)
 
 
 

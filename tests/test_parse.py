@@ -82,6 +82,9 @@ def test_txt_turns_merge_and_keep_their_times():
         ("**Dana:** it was fine", None),
         ("[00:01:12] **Dana**: it was fine", 72.0),
         ("Dana (01:12): it was fine", 72.0),  # Rev puts the time after the name
+        ("Dana: [00:01:12] it was fine", 72.0),  # and some tools after the colon
+        ("- Dana: it was fine", None),  # a subtitle's dash for a new speaker
+        ("00:01:12 - Dana: it was fine", 72.0),
         ("Dana: it was fine", None),
     ],
 )
@@ -166,6 +169,8 @@ LOOSE_LABELS = {
                         "died.\n\nBob - 00:00:12\nWhat then?\n\nJen - 00:00:14\nI bought one that week. I was so annoyed.\n",
     "name, dash, text": "Bob \u2014 So tell me about the day?\nJen \u2014 It was a Tuesday and the laptop died.\n"
                         "Bob - What then?\nJen - I bought one that week - I was so annoyed.\n",
+    "name, time in brackets, text": "Bob [00:00:00] So tell me about the day?\nJen [00:00:05] It was a Tuesday and the "
+                                    "laptop died.\nBob [00:00:12] What then?\nJen [00:00:14] I bought one that week.\n",
     "name, tab, text": "Bob\tSo tell me about the day?\nJen\tIt was a Tuesday and the laptop died.\n"
                        "Bob\tWhat then?\nJen\tI bought one that week. I was so annoyed.\n",
     "name alone above the turn": "Bob Moesta\nSo tell me about the day?\n\nJen Alvarez\nIt was a Tuesday and the "
@@ -384,6 +389,13 @@ def test_json_times_in_milliseconds_are_read_as_milliseconds():
     seconds = [{"speaker": "A", "start": 1.2, "text": "So what happened?"},
                {"speaker": "B", "start": 5400.5, "text": "It broke."}]
     assert [turn.start for turn in parse(json.dumps(seconds), "json").turns] == [1.2, 5400.5]
+    # a short file in milliseconds: whole numbers, turns a median of thousands apart
+    short = [{"speaker": s, "start": 5000 * i, "end": 5000 * i + 4000, "text": "Why?" if s == "A" else "It broke."}
+             for i, s in enumerate("ABAB")]
+    assert [turn.start for turn in parse(json.dumps(short), "json").turns] == [0.0, 5.0, 10.0, 15.0]
+    # whole seconds a few apart stay seconds
+    whole = [{**segment, "start": 5 * i, "end": 5 * i + 4} for i, segment in enumerate(short)]
+    assert [turn.start for turn in parse(json.dumps(whole), "json").turns] == [0, 5, 10, 15]
 
 
 def test_json_numbered_speakers():
