@@ -22,10 +22,13 @@ format in the README loads as it is:
   whitespace collapsed, across the lines of its turn.
 - A note is what the coding guide asks of our own set, not a condition for
   scoring: a code without one loads.
-- Two violations leave a code's span and meaning certain (`ScoredAnyway`):
+- Three violations leave a code's span and meaning certain (`ScoredAnyway`):
   a quote exact in one interviewee turn of the parsed text but with a space
-  where the file has a line break or a cue edge, and a job statement not in
-  the job-story form. `validate_gold` and `load_gold` report them;
+  where the file has a line break or a cue edge; a quote whose words are in
+  one interviewee turn in the same order but not character for character
+  (curly against straight apostrophes, case, punctuation, or quote marks or a
+  speaker label around it: copied through a word processor); and a job
+  statement not in the job-story form. `validate_gold` and `load_gold` report them;
   `load_gold_scorable` keeps their codes.
 
 The parse function is a parameter so the gold tools work (and are tested)
@@ -56,7 +59,9 @@ class ScoredAnyway(str):
     """A violation of the format that leaves the code's span and meaning certain, so `jtbd eval`
     still scores it: a quote that is exact in the parsed text of one interviewee turn but crosses
     a line break or a cue edge of the file (copied from a page that rendered a hard-wrapped file
-    as running text, or across two subtitle cues), or a job statement not in the job-story form.
+    as running text, or across two subtitle cues), a quote whose words are in one interviewee turn
+    in order but differ in case, punctuation or typography (its span is the one they match), or a
+    job statement not in the job-story form.
     `validate_gold` and `load_gold` report it like any other."""
 
 
@@ -315,6 +320,13 @@ def _align(code: GoldCode, transcript: Transcript, source: str = "", named: bool
     wrapped = exact is None and _wrapped_span(quote, transcript, source)
     if wrapped:
         exact = wrapped  # contiguous in the file: its line breaks are the file's, not a cue's edge
+    elif exact is None and span is not None and span.alignment is not Alignment.fuzzy:
+        # The same words in the same order in one interviewee turn, but not character for character:
+        # curly against straight apostrophes, case, punctuation, quote marks or a speaker label around it.
+        code.char_start, code.char_end, code.turn_index = span.char_start, span.char_end, span.turn_index
+        matched = transcript.text[span.char_start:span.char_end]
+        return [ScoredAnyway(f"{_why_not_found(quote, transcript, span, named)}; jtbd eval scores the span "
+                             f"it matches: {_short(matched)}")]
     elif exact is None:
         return [_why_not_found(quote, transcript, span, named)]
     else:

@@ -140,6 +140,21 @@ def test_for_scoring_a_quote_across_two_cues_and_a_loose_job_statement_are_kept(
         load_gold(path, parse=tiny_parse)  # our own set stays strict
 
 
+def test_for_scoring_a_quote_copied_through_a_word_processor_is_kept_at_the_span_it_matches(tmp_path):
+    """Curly quote marks, case, a comma, a dash: the same words in the same order, so
+    the span is certain; `gold check` still reports each one."""
+    typed = [_code(quote="The day the file got corrupted, I signed up that night"),
+             _code(quote="And my boss just said \u2018fine, go for it.\u2019"),
+             _code(quote="every Monday I lost a whole morning \u2014 retyping the sheets")]
+    gold, problems = load_gold_scorable(write_gold(tmp_path, typed), parse=tiny_parse)
+    assert len(problems) == 3 and all(isinstance(p, ScoredAnyway) for p in problems)
+    assert "jtbd eval scores the span it matches" in problems[0]
+    text = gold.transcript.text
+    assert [text[c.char_start:c.char_end] for c in gold.codes] == [
+        "The day the file got corrupted I signed up that night", "And my boss just said 'fine, go for it",
+        "Every Monday I lost a whole morning retyping the sheets"]
+
+
 def test_gold_check_counts_the_problems_jtbd_eval_still_scores(tmp_path, capsys):
     from jtbd.eval.cli import cmd_gold_check
 
