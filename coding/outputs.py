@@ -1,14 +1,16 @@
 """Write a run folder: codes.jsonl, codes.csv, one JSON and one Markdown report per transcript,
-and the normalised text each transcript's offsets index (`<id>.normalised.txt`)."""
+the study's Markdown report across transcripts (`study.md`), and the normalised text each
+transcript's offsets index (`<id>.normalised.txt`)."""
 
 from __future__ import annotations
 
 import csv
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable
 
-from jtbd.schemas.codebook import KINDS, CodedTranscript
+from jtbd.schemas.codebook import KINDS, CodedTranscript, ForceType
 from jtbd.schemas.transcript import format_timestamp
 
 CSV_FIELDS = ["id", "transcript", "source", "kind", "label", "force", "dimension", "statement", "quote",
@@ -57,6 +59,7 @@ def write_run(out: Path, coded: Iterable[CodedTranscript], summary: dict[str, An
             # newline="" keeps the text byte for byte, so offsets hold on every platform
             with open(out / f"{ct.transcript}.normalised.txt", "w", encoding="utf-8", newline="") as f:
                 f.write(texts[ct.transcript])
+    (out / "study.md").write_text(study_report(coded), encoding="utf-8")
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
 
 
@@ -70,22 +73,93 @@ def _count(n: int, noun: str) -> str:
 def markdown_report(ct: CodedTranscript) -> str:
     counts = f"{_count(len(ct.codes), 'code')}, {_count(len(ct.rejected), 'rejected quote')}."
     lines = [f"# {ct.source}", "", counts, ""]
+    lines += forces_diagram(ct.codes, per_quadrant=2) + [""]
     for kind in KINDS:
         mine = [c for c in ct.codes if c.kind == kind]
         lines += [f"## {_HEADINGS[kind]} ({len(mine)})", ""]
         for code in sorted(mine, key=lambda c: (c.label, c.grounding.char_start)):
             lines.append(_markdown_item(code))
         lines.append("")
-    return "\n".join(lines)
+    story = sorted((c for c in ct.codes if c.kind in ("trigger", "force")), key=lambda c: c.grounding.char_start)
+    lines += [f"## The story in order ({len(story)})", "",
+              "Triggers and forces as the interviewee told them, for the timeline.", ""]
+    lines += [_markdown_item(code, tag=True) for code in story]
+    return "\n".join(lines) + "\n"
 
 
-def _markdown_item(code: Any) -> str:
+# The forces of progress diagram: push and pull drive the switch, anxiety and habit hold it back.
+_QUADRANTS = (("push", "pull"), ("habit", "anxiety"))
+_QUADRANT_HINTS = {"push": "away from the old way", "pull": "towards the new one",
+                   "habit": "holds on to the old way", "anxiety": "holds back from the new one"}
+
+
+def _strongest(codes: list[Any], n: int, spread: bool = False) -> list[Any]:
+    """The n codes rated surest (highest score first, unrated last); `spread` takes one per
+    transcript before a second from any."""
+    ranked = sorted(codes, key=lambda c: (c.score is None, -(c.score or 0.0), c.grounding.char_start))
+    if not spread:
+        return ranked[:n]
+    seen: set[str] = set()
+    first = [c for c in ranked if c.grounding.transcript not in seen and not seen.add(c.grounding.transcript)]
+    return (first + [c for c in ranked if c not in first])[:n]
+
+
+def _cell(force: str, codes: list[Any], per_quadrant: int, spread: bool) -> str:
+    mine = [c for c in codes if c.kind == "force" and c.force.value == force]
+    head = f"**{force}** ({len(mine)}): {_QUADRANT_HINTS[force]}"
+    quotes = [f"\u201c{_lead(c.quote)}{_short(c.quote)}\u201d" + (f" ({c.grounding.transcript})" if spread else "")
+              for c in _strongest(mine, per_quadrant, spread)]
+    return "<br>".join([head, *quotes]).replace("|", "\\|")
+
+
+def forces_diagram(codes: list[Any], per_quadrant: int, spread: bool = False) -> list[str]:
+    """The four forces as a two-by-two Markdown table: each quadrant's count and its surest quotes."""
+    rows = [f"| {_cell(a, codes, per_quadrant, spread)} | {_cell(b, codes, per_quadrant, spread)} |"
+            for a, b in _QUADRANTS]
+    return ["| drives the switch | |", "|---|---|", rows[0], "| **holds it back** | |", rows[1]]
+
+
+def _short(text: str, limit: int = 140) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "\u2026"
+
+
+def study_report(coded: list[CodedTranscript]) -> str:
+    """Across a run's transcripts: codes per interview, the study's forces diagram with its surest
+    quotes (one per interview before a second from any), and every trigger and job story."""
+    forces = [f.value for f in ForceType]
+    lines = ["# Study: the forces of progress across interviews", "",
+             f"{_count(len(coded), 'interview')}, {_count(sum(len(ct.codes) for ct in coded), 'code')}.", "",
+             "| interview | " + " | ".join([*forces, "trigger", "job", "quote"]) + " |",
+             "|---|" + "---:|" * (len(forces) + 3)]
+    for ct in coded:
+        n = Counter(c.force.value if c.kind == "force" else c.kind for c in ct.codes)
+        lines.append(f"| {ct.source} | " + " | ".join(str(n[k]) for k in [*forces, "trigger", "job", "quote"]) + " |")
+    codes = [c for ct in coded for c in ct.codes]
+    lines += ["", "## Forces of progress", ""] + forces_diagram(codes, per_quadrant=3, spread=True)
+    for kind in ("trigger", "job"):
+        mine = [c for c in codes if c.kind == kind]
+        lines += ["", f"## {_HEADINGS[kind]} ({len(mine)})", ""]
+        lines += [_markdown_item(c, source=True) for c in sorted(mine, key=lambda c: (c.grounding.transcript,
+                                                                                        c.grounding.char_start))]
+    return "\n".join(lines) + "\n"
+
+
+def _markdown_item(code: Any, tag: bool = False, source: bool = False) -> str:
+    """One code as a list item; `tag` names triggers too (for a list of mixed kinds), `source`
+    names the transcript file (for a list across transcripts)."""
     g = code.grounding
-    where = [format_timestamp(g.start_seconds)] if g.start_seconds is not None else []
+    where = [g.source] if source else []
+    where += [format_timestamp(g.start_seconds)] if g.start_seconds is not None else []
     where += [f"line {g.source_line}"] if g.source_line is not None else []
     when = f" [{', '.join(where)}]" if where else ""
     head = {"force": f"**{code.label.split('.')[-1]}**", "job": f"**{code.label.split('.')[-1]}** {getattr(code, 'statement', '')}"}
+    if tag:
+        head["trigger"] = "**trigger**"
     prefix = head.get(code.kind, "")
-    # A quote that starts in lower case begins mid-sentence (a tail clause, an aligned fragment): say so.
-    lead = "\u2026" if code.quote[:1].islower() else ""
-    return f"- {prefix}{' ' if prefix else ''}> \"{lead}{code.quote}\" - {g.speaker}{when}"
+    return f"- {prefix}{' ' if prefix else ''}> \"{_lead(code.quote)}{code.quote}\" - {g.speaker}{when}"
+
+
+def _lead(quote: str) -> str:
+    """A quote that starts in lower case begins mid-sentence (a tail clause, an aligned fragment): say so."""
+    return "\u2026" if quote[:1].islower() else ""

@@ -189,6 +189,7 @@ def print_summary(s: dict[str, Any]) -> None:
         ("model", s["model"]),
         ("prompt / schema version", f"{s['prompt_version']} / {s['schema_version']}"),
         ("run folder", s["out_dir"]),
+        ("study report", str(Path(s["out_dir"]) / "study.md")),
     ]
     for key, value in rows:
         table.add_row(key, escape(value))  # a folder or model name may hold [brackets]

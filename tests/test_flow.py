@@ -154,8 +154,12 @@ def test_store_holds_exactly_the_run(coded):
 def test_run_folder_has_every_output(coded):
     _, summary, run = coded
     for name in ("codes.jsonl", "codes.csv", "summary.json", "espresso_machine.json", "espresso_machine.md",
-                 "espresso_machine.normalised.txt"):
+                 "espresso_machine.normalised.txt", "study.md"):
         assert (run / name).is_file(), name
+    # the study report counts this run's codes per interview, as codes.jsonl holds them
+    kinds = [c.get("force") or c["kind"] for c in map(json.loads, (run / "codes.jsonl").read_text().splitlines())]
+    counts = " | ".join(str(kinds.count(k)) for k in ("push", "pull", "anxiety", "habit", "trigger", "job", "quote"))
+    assert f"| espresso_machine.txt | {counts} |" in (run / "study.md").read_text()
     report = (run / "espresso_machine.md").read_text()
     assert "##" in report
     import csv

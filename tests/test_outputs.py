@@ -16,6 +16,50 @@ def test_the_markdown_header_counts_codes_and_rejected_quotes_in_words():
     assert "## Forces of progress (0)" in markdown_report(CodedTranscript(transcript="t", source="t.txt", codes=[]))
 
 
+def _code(kind: str, quote: str, at: int, transcript: str = "t", score: float | None = None, **fields):
+    from jtbd.schemas.codebook import Force, Grounding, Provenance, Trigger
+
+    grounding = Grounding(transcript=transcript, source=f"{transcript}.txt", speaker="Dana", turn_index=1,
+                          char_start=at, char_end=at + len(quote), alignment="exact")
+    provenance = Provenance(prompt_version="p", schema_version="s", model="m")
+    model = {"force": Force, "trigger": Trigger}[kind]
+    return model(quote=quote, score=score, grounding=grounding, provenance=provenance, **fields)
+
+
+def test_the_report_draws_the_forces_diagram_and_tells_the_story_in_order():
+    codes = [_code("force", "what if it breaks", 50, score=1.2, force="anxiety"),
+             _code("trigger", "Then the old one died", 30, score=2.0),
+             _code("force", "it was slow | and loud", 10, score=1.5, force="push"),
+             _code("force", "the sheets were wrong again", 80, score=2.5, force="push"),
+             _code("force", "and it was cheap", 99, score=1.1, force="pull")]
+    report = markdown_report(CodedTranscript(transcript="t", source="t.txt", codes=codes))
+    push_cell = report.split("| **push** (2)")[1].split(" | ")[0]
+    # surest first; a '|' in a quote must not split the table's cell
+    assert push_cell.index("the sheets were wrong again") < push_cell.index("it was slow \\| and loud")
+    assert "**habit** (0)" in report and "**anxiety** (1)" in report and "\u201c\u2026and it was cheap\u201d" in report
+    story = report.split("## The story in order (5)")[1]
+    order = ["it was slow", "Then the old one died", "what if it breaks", "the sheets were", "and it was cheap"]
+    assert [story.index(q) for q in order] == sorted(story.index(q) for q in order)
+    assert '- **trigger** > "Then the old one died"' in story
+
+
+def test_the_study_report_counts_each_interview_and_quotes_every_interview_before_a_second_from_any():
+    from jtbd.coding.outputs import study_report
+
+    a = [_code("force", f"push line {i} of a", 10 * i, "a", score=3.0 - i / 10, force="push") for i in range(3)]
+    b = [_code("force", "the one push line of b", 5, "b", score=1.0, force="push"),
+         _code("trigger", "the day it broke", 40, "b", score=1.0)]
+    study = study_report([CodedTranscript(transcript="a", source="a.txt", codes=a),
+                          CodedTranscript(transcript="b", source="b.vtt", codes=b)])
+    assert "| a.txt | 3 | 0 | 0 | 0 | 0 | 0 | 0 |" in study and "| b.vtt | 1 | 0 | 0 | 0 | 1 | 0 | 0 |" in study
+    push = study.split("**push** (4)")[1].split(" | ")[0]
+    # b's only push line (score 1.0) comes before a's second-surest (2.9); a's third is left out
+    assert [q in push for q in ("push line 0 of a", "the one push line of b", "push line 1 of a", "push line 2")] == [
+        True, True, True, False]
+    assert push.index("the one push line of b") < push.index("push line 1 of a")
+    assert '"\u2026the day it broke" - Dana [b.txt]' in study.split("## Triggers (1)")[1]
+
+
 # --- what the terminal shows: transcript text is printed as it is, never read as markup -----------
 
 def _recorded(monkeypatch):
