@@ -27,7 +27,8 @@ def discover(paths: list[str | Path]) -> tuple[list[Path], list[tuple[str, str]]
 
 def _consider(path: Path, files: list[Path], problems: list[tuple[str, str]], explicit: bool) -> None:
     name = path.name.lower()
-    if any(part.startswith(".") for part in path.parts[-1:]) or name.endswith(SKIPPED_SUFFIXES):
+    # hidden files, gold files, and the "~$name.docx" lock file Word keeps beside an open document
+    if name.startswith((".", "~$")) or name.endswith(SKIPPED_SUFFIXES):
         return
     if path.suffix.lower() in SUPPORTED_SUFFIXES:
         files.append(path)

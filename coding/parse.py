@@ -1,11 +1,13 @@
 """Read an interview transcript file into a `Transcript`.
 
-Every format (plain text, Markdown, WebVTT, SubRip, JSON segments) is first
+Every format (plain text, Markdown, Word, WebVTT, SubRip, JSON segments) is first
 read into cues -- one source line, subtitle cue or JSON segment each, with an
 optional speaker and times -- and then normalised the same way: a cue without
 a speaker continues the previous speaker, consecutive cues of one speaker
 merge into one `Turn`, and every cue keeps its exact offsets as a `Segment`.
-Only `load_transcript` touches the disk; everything else is pure.
+A Word .docx file is read as its paragraphs' text, one a line, and then as
+plain text. Only `load_transcript` and `read_text` touch the disk; everything
+else is pure.
 """
 
 from __future__ import annotations
@@ -13,16 +15,19 @@ from __future__ import annotations
 import codecs
 import contextlib
 import html
+import io
 import itertools
 import json
 import re
+import zipfile
+from xml.etree import ElementTree
 from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePath
 
 from jtbd.schemas.transcript import Role, Segment, Transcript, Turn
 
-SUPPORTED_SUFFIXES = (".txt", ".md", ".vtt", ".srt", ".json")
+SUPPORTED_SUFFIXES = (".txt", ".md", ".docx", ".vtt", ".srt", ".json")
 _SUPPORTED = ", ".join(SUPPORTED_SUFFIXES)
 QUESTION_SHARE = 0.3  # share of turns with a '?' that marks an unlabelled speaker as interviewer
 
@@ -501,10 +506,11 @@ def assign_roles(turns: list[tuple[str, str]], interviewers=(), interviewees=())
 
 # --- normalising --------------------------------------------------------------
 
-_READERS = {"txt": _txt_cues, "md": _txt_cues, "vtt": _vtt_cues, "srt": _srt_cues, "json": _json_cues}
+_READERS = {"txt": _txt_cues, "md": _txt_cues, "docx": _txt_cues, "vtt": _vtt_cues, "srt": _srt_cues, "json": _json_cues}
 _LABEL_HINTS = {
     "txt": "start each turn with a speaker label, 'Name: text' (e.g. 'Interviewer: ...')",
     "md": "start each turn with a speaker label, 'Name: text' or '**Name:** text'",
+    "docx": "start each turn's paragraph with a speaker label, 'Name: text' (e.g. 'Interviewer: ...')",
     "vtt": "give each cue a <v Name> voice tag or a 'Name: text' prefix",
     "srt": "start each cue with 'Name: text' or '[Name] text'",
     "json": "give each segment a 'speaker'",
@@ -588,7 +594,7 @@ def _parse(text: str, source: str, fmt: str, interviewers, interviewees) -> Tran
 
 
 def parse_transcript(text: str, source: str, fmt: str, interviewers=(), interviewees=()) -> Transcript:
-    """Parse decoded transcript text; `fmt` is a suffix without the dot (txt, md, vtt, srt, json)."""
+    """Parse decoded transcript text; `fmt` is a suffix without the dot (txt, md, docx, vtt, srt, json)."""
     fmt = fmt.lower().lstrip(".")
     try:
         return _parse(text.removeprefix("\ufeff"), source, fmt, interviewers, interviewees)
@@ -627,11 +633,48 @@ def _decode(data: bytes, path: Path) -> str:
         raise TranscriptError(path, problem) from None
 
 
+_WORD = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
+_DOCX_LIMIT = 64 * 2**20  # bytes of document XML: a long interview is well under 1 MB
+
+
+def _docx_text(data: bytes, path: Path) -> str:
+    """A Word .docx file's text: one line per paragraph (in tables too), in document order; a tab
+    as a tab and a manual line break as a line break. Comments, headers and footers are left out."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            info = archive.getinfo("word/document.xml")
+            if info.file_size > _DOCX_LIMIT:
+                raise TranscriptError(path, f"the document's text is too large ({info.file_size} bytes)")
+            root = ElementTree.fromstring(archive.read(info))
+    except zipfile.BadZipFile:
+        raise TranscriptError(path, "not a Word .docx file (it is not a zip archive); save it as .docx or .txt") from None
+    except KeyError:
+        raise TranscriptError(path, "not a Word .docx file (no word/document.xml inside)") from None
+    except ElementTree.ParseError as error:
+        raise TranscriptError(path, f"the document's XML does not parse: {error}") from None
+    lines = []
+    for paragraph in root.iter(f"{_WORD}p"):
+        parts = []
+        for node in paragraph.iter():
+            if node.tag == f"{_WORD}t":
+                parts.append(node.text or "")
+            elif node.tag == f"{_WORD}tab":
+                parts.append("\t")
+            elif node.tag in (f"{_WORD}br", f"{_WORD}cr"):
+                parts.append("\n")
+        lines.append("".join(parts))
+    return "\n".join(lines)
+
+
+def _file_text(data: bytes, path: Path) -> str:
+    return _docx_text(data, path) if path.suffix.lower() == ".docx" else _decode(data, path)
+
+
 def read_text(path: str | Path) -> str:
-    """A transcript file's text as `load_transcript` decodes it (UTF-8, UTF-16 with a byte order
-    mark, or Windows-1252), its line breaks as written."""
+    """A transcript file's text as `load_transcript` reads it (UTF-8, UTF-16 with a byte order
+    mark, or Windows-1252; a .docx file's paragraphs, one a line), its line breaks as written."""
     path = Path(path)
-    return _decode(_read_bytes(path), path)
+    return _file_text(_read_bytes(path), path)
 
 
 def load_transcript(path: str | Path, interviewers=(), interviewees=()) -> Transcript:
@@ -642,6 +685,6 @@ def load_transcript(path: str | Path, interviewers=(), interviewees=()) -> Trans
         shown = path.suffix or "(no extension)"
         raise TranscriptError(path, f"unsupported file type {shown!r}; supported: {_SUPPORTED}")
     try:
-        return parse_transcript(_decode(data, path), path.name, path.suffix[1:], interviewers, interviewees)
+        return parse_transcript(_file_text(data, path), path.name, path.suffix[1:], interviewers, interviewees)
     except TranscriptError as error:
         raise TranscriptError(path, error.problem) from None

@@ -62,7 +62,7 @@ class Turn(BaseModel):
 class Transcript(BaseModel):
     id: str = Field(description="stable id: the file stem")
     source: str = Field(description="the file name")
-    format: str = Field(description="txt | md | vtt | srt | json")
+    format: str = Field(description="txt | md | docx | vtt | srt | json")
     text: str
     turns: list[Turn]
     interviewers: list[str]

@@ -168,6 +168,21 @@ def test_gold_check_counts_the_problems_jtbd_eval_still_scores(tmp_path, capsys)
     assert "1 gold files, 2 problems (1 of them still scored by jtbd eval: the span is certain)" in err
 
 
+def test_a_gold_file_beside_a_word_document_aligns_to_its_text(tmp_path, capsys):
+    from test_parse import docx
+
+    from jtbd.eval.cli import cmd_gold_check
+
+    (tmp_path / "call.docx").write_bytes(docx(["Interviewer: What happened?", "Dana: The old printer jammed every week.",
+                                               "Interviewer: And then?", "Dana: I ordered the new one that night."]))
+    codes = [{"kind": "force", "force": "push", "quote": "The old printer jammed every week", "note": "n"},
+             {"kind": "trigger", "quote": "I ordered the new one that night", "note": "n"}]
+    (tmp_path / "call.gold.json").write_text(json.dumps({"transcript": "call.docx", "codes": codes}))
+    assert cmd_gold_check(tmp_path) == 0, capsys.readouterr().err
+    gold = load_gold(tmp_path / "call.gold.json")
+    assert [gold.transcript.text[c.char_start:c.char_end] for c in gold.codes] == [c["quote"] for c in codes]
+
+
 def test_for_scoring_a_file_whose_transcript_does_not_parse_is_left_out(tmp_path):
     def broken_parse(path, interviewers=(), interviewees=()):
         raise ValueError("line 3 has no speaker")

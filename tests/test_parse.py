@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -498,6 +499,60 @@ def test_subtitle_and_json_lines_are_where_the_words_are():
     assert [s.line for turn in parse(data, "json").turns for s in turn.segments] == [2, 3, 4, 6, 7, 8, 9]
 
 
+# --- Word documents -----------------------------------------------------------
+
+def docx(paragraphs: list[str], table: list[str] = ()) -> bytes:
+    """A .docx file as Word writes its body (word/document.xml): a paragraph per item, runs split
+    mid-word as Word splits them, a tab as <w:tab/>, a line break ("\\n") as <w:br/>."""
+    import zipfile
+    from xml.sax.saxutils import escape
+
+    def paragraph(text: str) -> str:
+        runs = []
+        for piece in text.split("\n"):
+            half = len(piece) // 2
+            cells = "<w:tab/>".join(f'<w:t xml:space="preserve">{escape(part)}</w:t>' for part in piece[:half].split("\t"))
+            rest = "<w:tab/>".join(f'<w:t xml:space="preserve">{escape(part)}</w:t>' for part in piece[half:].split("\t"))
+            runs.append(f"<w:r><w:rPr><w:b/></w:rPr>{cells}</w:r><w:r>{rest}</w:r>")
+        return "<w:p><w:pPr/>" + "<w:r><w:br/></w:r>".join(runs) + "</w:p>"
+
+    rows = "".join(f"<w:tr><w:tc>{paragraph(cell)}</w:tc></w:tr>" for cell in table)
+    body = "".join(paragraph(p) for p in paragraphs) + (f"<w:tbl>{rows}</w:tbl>" if table else "")
+    xml = ('<?xml version="1.0" encoding="UTF-8" standalone="yes"?><w:document xmlns:w='
+           f'"http://schemas.openxmlformats.org/wordprocessingml/2006/main"><w:body>{body}<w:sectPr/></w:body></w:document>')
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("[Content_Types].xml", "<Types/>")
+        archive.writestr("word/document.xml", xml)
+    return buffer.getvalue()
+
+
+def test_a_word_document_is_read_paragraph_by_paragraph(tmp_path):
+    path = tmp_path / "call.docx"
+    path.write_bytes(docx(["Switch interview\t3 March", "Interviewer: So how did it start?",
+                           "Dana (00:00:07): It started in March.\nThen it got worse & louder.",
+                           "Interviewer: And then?"], table=["Dana: I bought one that week."]))
+    t = load_transcript(path)
+    assert [(turn.speaker, turn.role.value) for turn in t.turns] == [
+        ("Interviewer", "interviewer"), ("Dana", "interviewee"), ("Interviewer", "interviewer"), ("Dana", "interviewee")]
+    assert t.turns[1].text == "It started in March. Then it got worse & louder." and t.turns[1].start == 7.0
+    assert t.turns[3].text == "I bought one that week."
+    assert [s.line for s in t.turns[1].segments] == [3, 4]  # lines of the document's text, as `read_text` gives it
+    assert read_text(path).splitlines()[0::3] == ["Switch interview\t3 March", "Then it got worse & louder."]
+    assert t.format == "docx" and t.source == "call.docx"
+    assert_offsets_hold(t)
+
+
+def test_a_word_document_without_a_body_names_the_file(tmp_path):
+    import zipfile
+
+    path = tmp_path / "notes.docx"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("word/styles.xml", "<styles/>")
+    with pytest.raises(TranscriptError, match=r"notes\.docx: not a Word \.docx file \(no word/document\.xml inside\)"):
+        load_transcript(path)
+
+
 # --- errors -------------------------------------------------------------------
 
 BAD = [
@@ -505,7 +560,8 @@ BAD = [
     ("blank.txt", b"  \n\t\n", "file contains only whitespace"),
     ("recording.txt", b"Interviewer: hi\x00\x01\x02", "binary file (it contains NUL bytes)"),
     ("mixed.txt", b"Interviewer: caf\xc3\xa9?\nDana: o\x81i", "not valid UTF-8 or Windows-1252 (byte 0x81 on line 2)"),
-    ("notes.docx", b"PK\x03\x04 word", "unsupported file type '.docx'; supported: .txt, .md, .vtt, .srt, .json"),
+    ("notes.docx", b"PK\x03\x04 word", "not a Word .docx file (it is not a zip archive)"),
+    ("notes.doc", b"\xd0\xcf\x11\xe0", "unsupported file type '.doc'; supported: .txt, .md, .docx, .vtt, .srt, .json"),
     ("nohead.vtt", b"1\n00:00:01.000 --> 00:00:02.000\n<v A>hi</v>\n", "line 1: expected the 'WEBVTT' header"),
     ("timing.vtt", b"WEBVTT\n\n1\nblah\n<v A>hi</v>\n", "malformed WebVTT: line 4: expected a cue timing"),
     ("block.srt", b"1\n00:00:01,000 --> 00:00:02,000\nA: hi\n\n2\nsoon\nB: yo\n", "malformed SRT: line 6"),
@@ -556,7 +612,7 @@ def test_utf8_bom_utf16_and_uppercase_suffix_are_read(tmp_path):
     for name in ("bom.vtt", "wide.VTT"):
         t = load_transcript(tmp_path / name)
         assert (t.id, t.format, t.text) == (Path(name).stem, "vtt", "Interviewer: Hi?\nJo: Hí.\n")
-    assert SUPPORTED_SUFFIXES == (".txt", ".md", ".vtt", ".srt", ".json")
+    assert SUPPORTED_SUFFIXES == (".txt", ".md", ".docx", ".vtt", ".srt", ".json")
 
 
 def test_a_windows_1252_file_is_read_when_it_is_not_utf8(tmp_path):
@@ -674,3 +730,16 @@ def test_question_share_threshold_is_thirty_percent():
     turns += [("P1", "Okay."), ("P1", "Right."), ("P1", "When?")]  # 1 in 3 asks
     turns += [("P3", "Hi."), ("P3", "Yes."), ("P3", "No."), ("P3", "Tea?")]  # 1 in 4 asks
     assert assign_roles(turns) == {"P2": Role.interviewee, "P1": Role.interviewer, "P3": Role.other}
+
+
+def test_a_folder_yields_its_transcripts_and_names_what_it_cannot_code(tmp_path):
+    from jtbd.coding.inputs import discover
+
+    for name in ("a.txt", "deep/b.docx", "~$b.docx", ".notes.txt", "a.gold.json", "slides.pdf"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x")
+    files, problems = discover([tmp_path, tmp_path / "missing"])
+    assert files == [tmp_path / "a.txt", tmp_path / "deep/b.docx"]  # not Word's "~$" lock file, nor hidden files
+    assert problems == [(str(tmp_path / "slides.pdf"), "unsupported file type .pdf; supported: "
+                                                       ".txt, .md, .docx, .vtt, .srt, .json"),
+                        (str(tmp_path / "missing"), "no such file or folder")]
