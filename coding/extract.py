@@ -202,8 +202,8 @@ def _jobs_and_quotes(draft: JobsAndQuotes, transcript: Transcript, excerpt: Exce
         s = excerpt.numbered[job.sentence]
         codes.append(JobStory(
             quote=s.text, grounding=grounding_for(_sentence_span(s), transcript), provenance=provenance,
-            situation=_strip_lead(job.when, "when"), motivation=_strip_lead(job.i_want_to, "i want to"),
-            outcome=_strip_lead(job.so_i_can, "so i can"), dimension=job.dimension,
+            situation=_strip_lead(job.when, _SITUATION_LEADS), motivation=_strip_lead(job.i_want_to, _MOTIVATION_LEADS),
+            outcome=_strip_lead(job.so_i_can, _OUTCOME_LEADS), dimension=job.dimension,
         ))
     for words in draft.quotable:  # the same line twice is stored once: coding/merge.py, as across chunks
         span = quotable_span(words, transcript, excerpt)
@@ -235,9 +235,33 @@ def quotable_span(words: str, transcript: Transcript, excerpt: Excerpt) -> Span 
                 span.alignment, span.score)
 
 
-def _strip_lead(text: str, lead: str) -> str:
+# What the statement template already says, as the model repeats it at the start of a part
+# ("When In March ...", "I want to To avoid ..."): longest first.
+_SITUATION_LEADS = ("when",)
+_MOTIVATION_LEADS = ("i want to", "i'd like to", "want to", "to")
+_OUTCOME_LEADS = ("so that i can", "so i can", "so that", "to")
+# A part's first word that reads in lower case after the template's words: a function word, never a name.
+_LOWER_FIRST = frozenset(
+    "in on at after before during every each the a an my our their his her its this that these those some"
+    " once since while whenever if as for with from by to of about".split()
+)
+
+
+def _strip_lead(text: str, leads: tuple[str, ...]) -> str:
+    """A job story part without the template's own words repeated at its start, and with a
+    capitalised function word lowered ("When In March" -> "When in March")."""
     text = text.strip().rstrip(".,")
-    return text[len(lead):].strip() if text.lower().startswith(lead) else text
+    stripped = True
+    while stripped:  # "I want to To find ...": the template's words, then the model's own
+        stripped = False
+        for lead in leads:
+            if text.lower().startswith(lead + " "):
+                text, stripped = text[len(lead):].strip(), True
+                break
+    first = text.split(" ", 1)[0]
+    if first[:1].isupper() and first.lower() in _LOWER_FIRST:
+        text = first.lower() + text[len(first):]
+    return text
 
 
 def _labelled(label: str, span: Span, transcript: Transcript, provenance: Provenance,

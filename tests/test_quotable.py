@@ -80,6 +80,26 @@ def test_the_jobs_pass_stores_copies_once_and_reports_what_it_cannot_find(chunk_
                          "reason": "not found in an interviewee turn of this chunk"}]
 
 
+@pytest.mark.parametrize(("when", "want", "outcome", "statement"), [
+    ("When In March the old one died", "I want to To find a quiet one", "so I can sleep",
+     "When in March the old one died, I want to find a quiet one, so I can sleep."),
+    ("whenever the kids are asleep", "to vacuum", "so that I can keep the evenings free.",
+     "When whenever the kids are asleep, I want to vacuum, so I can keep the evenings free."),
+    ("After the session", "square the cost", "to learn the method properly",
+     "When after the session, I want to square the cost, so I can learn the method properly."),
+    ("Priya starts her shift", "totally forget the floors", "Sunday is mine",
+     "When Priya starts her shift, I want to totally forget the floors, so I can Sunday is mine."),
+])
+def test_a_job_story_drops_the_template_words_the_model_repeats(chunk_of_all, when, want, outcome, statement):
+    from jtbd.schemas.codebook import JobDraft
+
+    transcript, excerpt = chunk_of_all
+    draft = JobsAndQuotes(jobs=[JobDraft(sentence=min(excerpt.numbered), when=when, i_want_to=want, so_i_can=outcome,
+                                         dimension="functional")])
+    [job], _ = drafts_to_codes(draft, transcript, excerpt, PROVENANCE)
+    assert job.statement == statement  # a name keeps its capital; what the model says wrong stays wrong
+
+
 def test_the_copy_the_model_wrote_is_kept_when_it_differs(chunk_of_all):
     transcript, excerpt = chunk_of_all
     codes, _ = drafts_to_codes(JobsAndQuotes(quotable=["it just died on a sunday"]), transcript, excerpt, PROVENANCE)
