@@ -101,7 +101,8 @@ def _strongest(codes: list[Any], n: int, spread: bool = False) -> list[Any]:
         return ranked[:n]
     seen: set[str] = set()
     first = [c for c in ranked if c.grounding.transcript not in seen and not seen.add(c.grounding.transcript)]
-    return (first + [c for c in ranked if c not in first])[:n]
+    chosen = {id(c) for c in first}  # by identity: comparing models field by field is slow in a large study
+    return (first + [c for c in ranked if id(c) not in chosen])[:n]
 
 
 def _cell(force: str, codes: list[Any], per_quadrant: int, spread: bool) -> str:
@@ -134,7 +135,7 @@ def study_report(coded: list[CodedTranscript]) -> str:
              "|---|" + "---:|" * (len(forces) + 3)]
     for ct in coded:
         n = Counter(c.force.value if c.kind == "force" else c.kind for c in ct.codes)
-        lines.append(f"| {ct.source} | " + " | ".join(str(n[k]) for k in [*forces, "trigger", "job", "quote"]) + " |")
+        lines.append(f"| {ct.source.replace('|', chr(92) + '|')} | " + " | ".join(str(n[k]) for k in [*forces, "trigger", "job", "quote"]) + " |")
     codes = [c for ct in coded for c in ct.codes]
     lines += ["", "## Forces of progress", ""] + forces_diagram(codes, per_quadrant=3, spread=True)
     for kind in ("trigger", "job"):
