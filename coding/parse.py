@@ -20,10 +20,10 @@ import itertools
 import json
 import re
 import zipfile
-from xml.etree import ElementTree
 from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePath
+from xml.etree import ElementTree
 
 from jtbd.schemas.transcript import Role, Segment, Transcript, Turn
 
@@ -190,10 +190,7 @@ def _name_over_stamp(lines: list[str]) -> dict[int, float]:
     found = {}
     for i, (line, following) in enumerate(zip(lines, lines[1:])):
         stamp = _BARE_STAMP.fullmatch(following)
-        words = line.split()
-        if (stamp and 0 < len(words) <= 4 and len(line) <= 40 and line[-1] not in ".,;:!?"
-                and words[0].lower() not in _NOT_SPEAKERS
-                and (_looks_like_name(line) or _SPEAKER_LIKE.fullmatch(line))):
+        if stamp and _header_name(line):
             found[i] = _seconds(stamp["ts"])
     return found if len(found) >= 2 else {}
 
@@ -413,7 +410,6 @@ def _in_milliseconds(cues: list[_Cue]) -> bool:
     return max(times) > _A_DAY or (whole and bool(gaps) and gaps[len(gaps) // 2] > _FIVE_MINUTES)
 
 
-
 # --- roles --------------------------------------------------------------------
 
 _INTERVIEWER_WORD = re.compile(rf"(?<!\w)(?:{_ROLE_WORDS})s?(?!\w)", re.I)
@@ -506,7 +502,8 @@ def assign_roles(turns: list[tuple[str, str]], interviewers=(), interviewees=())
 
 # --- normalising --------------------------------------------------------------
 
-_READERS = {"txt": _txt_cues, "md": _txt_cues, "docx": _txt_cues, "vtt": _vtt_cues, "srt": _srt_cues, "json": _json_cues}
+_READERS = {"txt": _txt_cues, "md": _txt_cues, "docx": _txt_cues, "vtt": _vtt_cues, "srt": _srt_cues,
+            "json": _json_cues}
 _LABEL_HINTS = {
     "txt": "start each turn with a speaker label, 'Name: text' (e.g. 'Interviewer: ...')",
     "md": "start each turn with a speaker label, 'Name: text' or '**Name:** text'",

@@ -73,8 +73,8 @@ def cmd_eval(args: argparse.Namespace, settings: Any) -> int:
         for line in ev.summary["gold_problems"]:
             console.print("  " + line, markup=False, highlight=False, soft_wrap=True)
     if ev.summary.get("gold_notes"):
-        console.print("[yellow]gold notes[/yellow]: quotes that break the format's rule but whose span is certain, "
-                      "scored as the parsed text joins them:")
+        console.print("[yellow]gold notes[/yellow]: codes that break a rule of the format but whose span and "
+                      "meaning are certain, scored anyway:")
         for line in ev.summary["gold_notes"]:
             console.print("  " + line, markup=False, highlight=False, soft_wrap=True)
     scores = ev.scores_dict()

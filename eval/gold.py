@@ -309,7 +309,8 @@ def _job_problems(code: GoldCode) -> list[str]:
 
 def _align(code: GoldCode, transcript: Transcript, source: str = "", named: bool = True) -> list[str]:
     """Set the code's offsets if its quote is exact inside one interviewee cue (or, copied from
-    a hard-wrapped file, inside one turn); else say why not."""
+    a hard-wrapped file, inside one turn); else say why not, and set them anyway where the span
+    is certain (a `ScoredAnyway` problem)."""
     quote = code.quote
     if quote != quote.strip():
         return [f"quote has leading or trailing whitespace: {_short(quote)}"]
@@ -317,27 +318,27 @@ def _align(code: GoldCode, transcript: Transcript, source: str = "", named: bool
         return [f"quote shorter than {MIN_QUOTE_CHARS} characters: {quote!r}"]
     span = ground_quote(quote, transcript, threshold=NO_FUZZY)
     exact = _exact_span(quote, transcript, span)
-    wrapped = exact is None and _wrapped_span(quote, transcript, source)
-    if wrapped:
-        exact = wrapped  # contiguous in the file: its line breaks are the file's, not a cue's edge
-    elif exact is None and span is not None and span.alignment is not Alignment.fuzzy:
+    found = exact or _wrapped_span(quote, transcript, source)  # contiguous in the file: its own line breaks
+    if found is None:
+        why = _why_not_found(quote, transcript, span, named)
+        if span is None or span.alignment is Alignment.fuzzy:
+            return [why]
         # The same words in the same order in one interviewee turn, but not character for character:
         # curly against straight apostrophes, case, punctuation, quote marks or a speaker label around it.
-        code.char_start, code.char_end, code.turn_index = span.char_start, span.char_end, span.turn_index
-        matched = transcript.text[span.char_start:span.char_end]
-        return [ScoredAnyway(f"{_why_not_found(quote, transcript, span, named)}; jtbd eval scores the span "
-                             f"it matches: {_short(matched)}")]
-    elif exact is None:
-        return [_why_not_found(quote, transcript, span, named)]
-    else:
-        turn = transcript.turns[_turn_position(transcript, exact.turn_index)]
-        if not _inside_one_segment(turn, exact.char_start, exact.char_end):
-            code.char_start, code.char_end, code.turn_index = exact.char_start, exact.char_end, exact.turn_index
-            return [ScoredAnyway(f"quote spans two cues of turn {turn.index} ({turn.speaker}), so it is not in "
-                                 f"the file as written (a line break or a cue edge where the quote has a space); "
-                                 f"jtbd eval scores it as the parsed text joins them: {_short(quote)}")]
-    code.char_start, code.char_end, code.turn_index = exact.char_start, exact.char_end, exact.turn_index
+        _place(code, span)
+        return [ScoredAnyway(f"{why}; jtbd eval scores the span it matches: "
+                             f"{_short(transcript.text[span.char_start:span.char_end])}")]
+    _place(code, found)
+    turn = transcript.turns[_turn_position(transcript, found.turn_index)]
+    if exact and not _inside_one_segment(turn, found.char_start, found.char_end):
+        return [ScoredAnyway(f"quote spans two cues of turn {turn.index} ({turn.speaker}), so it is not in "
+                             f"the file as written (a line break or a cue edge where the quote has a space); "
+                             f"jtbd eval scores it as the parsed text joins them: {_short(quote)}")]
     return []
+
+
+def _place(code: GoldCode, span: Span) -> None:
+    code.char_start, code.char_end, code.turn_index = span.char_start, span.char_end, span.turn_index
 
 
 def _wrapped_span(quote: str, transcript: Transcript, source: str) -> Span | None:

@@ -63,7 +63,8 @@ def load_gold_files(folder: Path) -> tuple[list[GoldSet], list[str], list[str]]:
     """The gold files under `folder` that can be scored, each with the codes that pass; one line
     per violation that left something out (a code that breaks a rule, not its whole interview; a
     file only when it cannot be read or its transcript is missing or does not parse); and one line
-    per violation that was scored anyway (`ScoredAnyway`: a quote across a line break)."""
+    per violation that was scored anyway (`ScoredAnyway`: a quote across a line break, a quote
+    typed differently from the transcript, a job statement not in the job-story form)."""
     files = find_gold_files(folder)
     if not files:
         raise FileNotFoundError(f"no *.gold.json files under {folder}")
