@@ -12,7 +12,8 @@ rating than the others), so the decision is made within the transcript:
     words(s)     = log(number of words in s)
     z(x)         = (x - mean over the transcript's sentences) / std over them
     gate(s)      = (z(any(s)) + a * z(words(s))) / sqrt(1 + a^2)
-    s is coded when gate(s) >= threshold, with the code L of highest
+    s is coded when gate(s) >= threshold (with `count_model`: when it is one of the k
+        highest gates, below), with the code L of highest
         z(margin(s, L)) + w * mean of z(margin(s', L)) over its neighbours s'
         + b * log P(L | some code) + o(L)
 
@@ -42,6 +43,25 @@ the question it answers: a customer asked what went wrong with the old way
 says several push sentences in a row, and a single sentence of them ("It was
 the third time.") says little on its own. The neighbours lean the label, never
 the gate: whether a sentence is coded is still its own rating and length.
+
+How many sentences are coded can also follow the interview (`count_model`). The threshold
+codes about the same share of every transcript's sentences, because z is relative to the
+transcript; an interview in which more is said about the switch should get more codes. A small
+logistic model, fitted on the dev split's gold codes, turns a sentence's absolute "any code"
+margin and its log word count into the chance p(s) that a coder marks it:
+
+    p(s) = 1 / (1 + exp(-(intercept + any_code * any(s) + log_words * log(words(s)))))
+
+and the transcript gets the k codes that maximise the F1 expected under those chances
+(coders mark about sum(p) sentences; the top k by gate hit about the sum of their p):
+
+    k = argmax over k of (sum of p over the k sentences of highest gate) / (k + sum of p)
+
+bounded by `count_range` times the number of sentences that reach the threshold, so that a
+model the fit was not made on can at most halve or double the codes. The sentences coded are
+still the k of highest gate; only how many changes. Choosing the cut-off that maximises the
+expected F1 under calibrated chances is the decision-theoretic approach to F-measure of Lewis
+(1995); see Nan et al. (2012), "Optimizing F-measure: a tale of two approaches".
 
 The span of a code can be shorter than its sentence (c, `tail_share`). Coders
 code the clause that carries the force, and in speech that is usually the last
@@ -131,6 +151,57 @@ def standardised_margins(rated: list[RatedSentence], codes: tuple[str, ...] = CO
     return _standardise(any_code), _standardise(per_code)
 
 
+def expected_f1_count(chances: np.ndarray, order: np.ndarray) -> int:
+    """The number k of sentences to code, taken in `order` (best first), that maximises the
+    expected F1 when sentence i is a coder's code with chance `chances[i]`:
+    (sum of the k chances taken) / (k + sum of all chances), the factor 2 left out."""
+    if len(chances) == 0:
+        return 0
+    taken = np.cumsum(chances[order])
+    ks = np.arange(1, len(chances) + 1)
+    return int(ks[int(np.argmax(taken / (ks + chances.sum())))])
+
+
+def coded_chances(any_code: np.ndarray, words: np.ndarray, model: dict[str, float]) -> np.ndarray:
+    """p(s) of the module docstring: the chance a coder marks each sentence, from the absolute
+    "any code" margin and the word count."""
+    logit = model.get("intercept", 0.0) + model.get("any_code", 0.0) * any_code \
+        + model.get("log_words", 0.0) * np.log(words)
+    return 1.0 / (1.0 + np.exp(-logit))
+
+
+def count_features(rated: list[RatedSentence], text: str, codes: tuple[str, ...] = CODES) -> tuple[np.ndarray, np.ndarray]:
+    """The count model's inputs for each sentence: its "any code" margin (nats) and its word count."""
+    return _margins(rated, codes)[0], word_counts(rated, text)
+
+
+def fit_count_model(interviews: Iterable[tuple[list[RatedSentence], str, list[tuple[int, int]]]],
+                    l2: float = 0.01, codes: tuple[str, ...] = CODES) -> dict[str, float]:
+    """Fit `count_model` by logistic regression (Newton's method, an L2 penalty of `l2` on every
+    coefficient): each interview is (its rated sentences, its text, the spans of its gold forces and
+    triggers), and a sentence is 1 when it overlaps a gold span."""
+    columns, marked = [], []
+    for rated, text, spans in interviews:
+        sentences = unique_sentences(rated)
+        if not sentences:
+            continue
+        any_code, words = count_features(sentences, text, codes)
+        columns.append(np.column_stack([np.ones(len(sentences)), any_code, np.log(words)]))
+        marked.append([any(r.char_start < end and start < r.char_end for start, end in spans) for r in sentences])
+    if not columns:
+        raise ValueError("fit_count_model: no rated sentences")
+    x, y = np.vstack(columns), np.concatenate(marked).astype(np.float64)
+    beta = np.zeros(x.shape[1])
+    for _ in range(100):
+        p = 1.0 / (1.0 + np.exp(-x @ beta))
+        step = np.linalg.solve(x.T @ (x * (p * (1.0 - p))[:, None]) + l2 * np.eye(len(beta)), x.T @ (p - y) + l2 * beta)
+        beta -= step
+        if np.abs(step).max() < 1e-10:
+            break
+    return {"intercept": round(float(beta[0]), 3), "any_code": round(float(beta[1]), 3),
+            "log_words": round(float(beta[2]), 3)}
+
+
 def turn_neighbours_mean(sentences: list[RatedSentence], values: np.ndarray, k: int) -> np.ndarray:
     """For each sentence (row), the mean row of `values` over the sentences up to `k` before and
     after it in the same turn (itself left out); zeros for a sentence alone in its turn."""
@@ -155,6 +226,8 @@ def decide(
     tail_share: float = 1.0,
     context_weight: float = 0.0,
     context_sentences: int = 0,
+    count_model: dict[str, float] | None = None,
+    count_range: tuple[float, float] = (0.5, 2.0),
 ) -> list[Decision]:
     """The codes of one transcript's rated sentences (see the module docstring).
 
@@ -166,8 +239,8 @@ def decide(
         return []
     z_any, z_code = standardised_margins(sentences, codes)
     gate = z_any
-    if (length_weight or tail_share < 1.0) and text is None:
-        raise ValueError("decide: length_weight or tail_share needs the transcript text")
+    if (length_weight or tail_share < 1.0 or count_model) and text is None:
+        raise ValueError("decide: length_weight, tail_share or count_model needs the transcript text")
     if length_weight:
         z_words = _standardise(np.log(word_counts(sentences, text)), MIN_STD_WORDS)
         gate = (z_any + length_weight * z_words) / np.sqrt(1.0 + length_weight**2)
@@ -178,9 +251,18 @@ def decide(
         z_code = z_code + label_weight * (lp - np.logaddexp.reduce(lp, axis=1, keepdims=True))
     if label_offsets:
         z_code = z_code + np.array([label_offsets.get(c, 0.0) for c in codes], dtype=np.float64)
+    coded = gate >= threshold
+    if count_model:
+        order = np.argsort(-gate, kind="stable")
+        chances = coded_chances(*count_features(sentences, text, codes), count_model)
+        at_threshold = int(coded.sum())
+        k = min(max(expected_f1_count(chances, order), int(np.floor(count_range[0] * at_threshold))),
+                int(np.ceil(count_range[1] * at_threshold)))
+        coded = np.zeros(len(sentences), dtype=bool)
+        coded[order[:k]] = True
     decisions = []
-    for g, row, sentence in zip(gate, z_code, sentences):
-        if g >= threshold:
+    for g, row, sentence, chosen in zip(gate, z_code, sentences, coded):
+        if chosen:
             start, end = sentence.char_start, sentence.char_end
             if text is not None:
                 start += tail_clause(text[start:end], tail_share)
@@ -192,7 +274,8 @@ def decision_settings(strategy: Any) -> dict[str, Any]:
     """The strategy's [decide] table with defaults filled in."""
     table = dict(getattr(strategy, "decide", None) or {})
     unknown_keys = sorted(set(table) - {"threshold", "codes", "length_weight", "label_weight", "label_offsets",
-                                        "tail_share", "context_weight", "context_sentences"})
+                                        "tail_share", "context_weight", "context_sentences", "count_model",
+                                        "count_range"})
     if unknown_keys:
         raise ValueError(f"prompts/passes.toml: unknown [decide] settings: {', '.join(unknown_keys)}")
     codes = tuple(table.get("codes", CODES))
@@ -213,6 +296,17 @@ def decision_settings(strategy: Any) -> dict[str, Any]:
     if not isinstance(context_sentences, int) or isinstance(context_sentences, bool) or context_sentences < 0:
         raise ValueError("prompts/passes.toml: [decide] context_sentences must be a whole number of sentences "
                          f"(0 or more), not {context_sentences!r}")
+    count_model = table.get("count_model", {})
+    if (not isinstance(count_model, dict) or set(count_model) - {"intercept", "any_code", "log_words"}
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in count_model.values())):
+        raise ValueError("prompts/passes.toml: [decide] count_model must be a table of intercept, any_code and "
+                         f"log_words = number, not {count_model!r}")
+    count_range = table.get("count_range", [0.5, 2.0])
+    if (not isinstance(count_range, list) or len(count_range) != 2
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in count_range)
+            or not 0.0 <= count_range[0] <= 1.0 <= count_range[1]):
+        raise ValueError("prompts/passes.toml: [decide] count_range must be [low, high] with "
+                         f"0 <= low <= 1 <= high, not {count_range!r}")
     return {
         "threshold": float(table.get("threshold", 0.75)),
         "codes": codes,
@@ -222,4 +316,6 @@ def decision_settings(strategy: Any) -> dict[str, Any]:
         "tail_share": tail_share,
         "context_weight": float(table.get("context_weight", 0.0)),
         "context_sentences": context_sentences,
+        "count_model": {key: float(value) for key, value in sorted(count_model.items())},
+        "count_range": (float(count_range[0]), float(count_range[1])),
     }

@@ -9,8 +9,8 @@ import pytest
 
 from jtbd.coding.backends import LLM, CallMeter, labels_from_top, top_tokens
 from jtbd.coding.decide import (
-    CODES, MIN_STD, RatedSentence, decide, decision_settings, standardised_margins, tail_clause,
-    turn_neighbours_mean,
+    CODES, MIN_STD, RatedSentence, coded_chances, decide, decision_settings, expected_f1_count, fit_count_model,
+    standardised_margins, tail_clause, turn_neighbours_mean,
 )
 from jtbd.schemas.codebook import RATED_LABELS, SentenceRating
 
@@ -185,7 +185,7 @@ def test_decision_settings_defaults_and_unknown_codes():
 
     assert decision_settings(S()) == {"threshold": 2.0, "codes": CODES, "length_weight": 0.0, "label_weight": 0.0,
                                       "label_offsets": {}, "tail_share": 1.0, "context_weight": 0.0,
-                                      "context_sentences": 0}
+                                      "context_sentences": 0, "count_model": {}, "count_range": (0.5, 2.0)}
     S.decide = {"context_weight": 1, "context_sentences": 3}
     assert decision_settings(S())["context_weight"] == 1.0 and decision_settings(S())["context_sentences"] == 3
     for bad in (-1, 1.5, True, "3"):
@@ -209,6 +209,96 @@ def test_decision_settings_defaults_and_unknown_codes():
     S.decide = {"treshold": 1.0}
     with pytest.raises(ValueError, match=r"unknown \[decide\] settings: treshold"):
         decision_settings(S())
+
+
+def test_expected_f1_count_by_hand():
+    chances = np.array([0.9, 0.8, 0.1, 0.1])  # coders mark about 1.9 of these sentences
+    # best first: k = 1, 2, 3, 4 expect 0.9/2.9, 1.7/3.9, 1.8/4.9, 1.9/5.9 -> 2 is best
+    assert expected_f1_count(chances, np.array([0, 1, 2, 3])) == 2
+    # the same chances taken worst first: 0.1/2.9, 0.2/3.9, 1.0/4.9, 1.9/5.9 -> all four
+    assert expected_f1_count(chances, np.array([3, 2, 1, 0])) == 4
+    # a denser interview (more sentences a coder would mark) gets more codes
+    assert expected_f1_count(np.array([0.9, 0.8, 0.6, 0.5, 0.1]), np.arange(5)) == 4
+    assert expected_f1_count(np.zeros(0), np.zeros(0, dtype=int)) == 0
+    # p = logistic(intercept + any_code * margin + log_words * log(words))
+    p = coded_chances(np.array([0.0, 2.0]), np.array([1.0, math.e]), {"intercept": -1.0, "any_code": 0.5, "log_words": 1.0})
+    assert p == pytest.approx([1 / (1 + math.exp(1.0)), 1 / (1 + math.exp(-1.0))])
+
+
+def test_count_model_codes_more_of_an_interview_the_model_rates_higher_within_the_range():
+    # Two interviews whose sentences rank the same way (the z of each sentence is the same)
+    # but whose "any code" margins differ by a constant: the gate codes the same sentences in
+    # both; the count model codes more of the one where more sentences look like codes.
+    text = " ".join(["one two three four five six seven eight."] * 20)
+    spans = [(i * 41, i * 41 + 40) for i in range(20)]
+    assert all(text[a:b].endswith("eight.") for a, b in spans)
+
+    def interview(shift):
+        return [RatedSentence(0, a, b, {label: -4.0 + shift for label in LABELS}
+                              | {"pull": -0.3 - 0.15 * i + shift, "none": -1.0})
+                for i, (a, b) in enumerate(spans)]
+
+    low, high = interview(-3.0), interview(0.0)
+    at_threshold = [d.sentence.char_start for d in decide(low, threshold=1.0, text=text)]
+    assert at_threshold == [d.sentence.char_start for d in decide(high, threshold=1.0, text=text)]
+    model = {"intercept": -2.0, "any_code": 1.0, "log_words": 0.0}
+    n_low = len(decide(low, threshold=1.0, text=text, count_model=model))
+    n_high = len(decide(high, threshold=1.0, text=text, count_model=model))
+    assert n_low < len(at_threshold) < n_high <= 2 * len(at_threshold)
+    # the sentences coded are the best by gate, whatever their number
+    coded = [d.sentence.char_start for d in decide(high, threshold=1.0, text=text, count_model=model)]
+    assert coded == [a for a, _ in spans[:n_high]]
+    # the range bounds the count: a model sure of every sentence doubles it; one that gives every
+    # sentence a tiny chance, falling down the gate, would code only the first and is held at half
+    sure = decide(high, threshold=1.0, text=text, count_model={"intercept": 20.0})
+    assert len(sure) == 2 * len(at_threshold)
+    unsure = decide(high, threshold=1.0, text=text, count_model={"intercept": -20.0, "any_code": 1.5},
+                     count_range=(0.5, 3.0))
+    assert len(unsure) == len(at_threshold) // 2
+    with pytest.raises(ValueError, match="count_model needs the transcript text"):
+        decide(high, threshold=1.0, count_model=model)
+
+
+def test_fit_count_model_recovers_the_chances_it_was_drawn_from():
+    # 4,000 sentences of 1-30 words, each rated with an "any code" margin m, marked by a coder
+    # with chance logistic(-3 + 0.8 m + 1.0 log(words)); the fit finds those coefficients.
+    rng = np.random.default_rng(7)
+    words = rng.integers(1, 31, 4000)
+    margins = rng.uniform(-2.0, 4.0, 4000)
+    marked = rng.random(4000) < 1 / (1 + np.exp(-(-3.0 + 0.8 * margins + np.log(words))))
+    text, rated, spans = "", [], []
+    for n, m, coded in zip(words, margins, marked):
+        start = len(text)
+        text += " ".join(["word"] * int(n)) + ". "
+        rated.append(RatedSentence(0, start, len(text) - 1, {label: -30.0 for label in LABELS} | {"pull": 0.0, "none": -m}))
+        if coded:
+            spans.append((start, start + 4))  # a gold code on the sentence's first word
+    half = len(rated) // 2
+    # two interviews; the second rated twice over (overlapping chunks): each sentence counts once
+    model = fit_count_model([(rated[:half], text, spans), (rated[half:] + rated[half:], text, spans)])
+    assert model == pytest.approx({"intercept": -3.0, "any_code": 0.8, "log_words": 1.0}, abs=0.25)
+    # the chances it gives follow the draws: as many sentences marked as it expects
+    chances = coded_chances(margins, words.astype(float), model)
+    assert chances.sum() == pytest.approx(marked.sum(), rel=0.05)
+    with pytest.raises(ValueError, match="no rated sentences"):
+        fit_count_model([([], text, spans)])
+
+
+def test_decision_settings_check_the_count_model():
+    class S:
+        decide = {"count_model": {"intercept": -7, "any_code": 0.6, "log_words": 1.7}, "count_range": [0.5, 1.5]}
+
+    settings = decision_settings(S())
+    assert settings["count_model"] == {"any_code": 0.6, "intercept": -7.0, "log_words": 1.7}
+    assert settings["count_range"] == (0.5, 1.5)
+    for bad in ({"slope": 1.0}, {"intercept": "high"}, [1.0], {"intercept": True}):
+        S.decide = {"count_model": bad}
+        with pytest.raises(ValueError, match="count_model must be a table of intercept, any_code and log_words"):
+            decision_settings(S())
+    for bad in ([1.5, 2.0], [0.5, 0.9], [0.5], "wide", [-0.1, 2.0]):
+        S.decide = {"count_range": bad}
+        with pytest.raises(ValueError, match=r"count_range must be \[low, high\]"):
+            decision_settings(S())
 
 
 def test_decision_settings_reject_a_tail_share_outside_zero_to_one():

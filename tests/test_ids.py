@@ -186,7 +186,9 @@ def test_the_decide_table_changes_the_version_but_not_what_the_model_is_asked(pr
     assert after.version != before.version  # recorded on every code: the codes may differ
     assert after.passes_version == before.passes_version  # the chunk cache key: no new LLM call
     assert after.decide == {"threshold": 1.5, "length_weight": 1.0, "label_weight": 1.0, "tail_share": 0.5,
-                            "label_offsets": {"anxiety": -1.25}, "context_weight": 1.0, "context_sentences": 3}
+                            "label_offsets": {"anxiety": -1.25}, "context_weight": 1.0, "context_sentences": 3,
+                            "count_model": {"intercept": -7.126, "any_code": 0.608, "log_words": 1.698},
+                            "count_range": [0.5, 2.0]}
 
 
 def test_a_rating_pass_renders_the_sentence_last():
