@@ -167,7 +167,11 @@ def coded_chances(any_code: np.ndarray, words: np.ndarray, model: dict[str, floa
     "any code" margin and the word count."""
     logit = model.get("intercept", 0.0) + model.get("any_code", 0.0) * any_code \
         + model.get("log_words", 0.0) * np.log(words)
-    return 1.0 / (1.0 + np.exp(-logit))
+    return _logistic(logit)
+
+
+def _logistic(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))  # 1 / (1 + exp(-x)), without overflow for a large -x
 
 
 def count_features(rated: list[RatedSentence], text: str, codes: tuple[str, ...] = CODES) -> tuple[np.ndarray, np.ndarray]:
@@ -193,7 +197,7 @@ def fit_count_model(interviews: Iterable[tuple[list[RatedSentence], str, list[tu
     x, y = np.vstack(columns), np.concatenate(marked).astype(np.float64)
     beta = np.zeros(x.shape[1])
     for _ in range(100):
-        p = 1.0 / (1.0 + np.exp(-x @ beta))
+        p = _logistic(x @ beta)
         step = np.linalg.solve(x.T @ (x * (p * (1.0 - p))[:, None]) + l2 * np.eye(len(beta)), x.T @ (p - y) + l2 * beta)
         beta -= step
         if np.abs(step).max() < 1e-10:
