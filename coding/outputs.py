@@ -110,7 +110,7 @@ def _cell(force: str, codes: list[Any], per_quadrant: int, spread: bool) -> str:
     head = f"**{force}** ({len(mine)}): {_QUADRANT_HINTS[force]}"
     quotes = [f"\u201c{_lead(c.quote)}{_short(c.quote)}\u201d" + (f" ({c.grounding.transcript})" if spread else "")
               for c in _strongest(mine, per_quadrant, spread)]
-    return "<br>".join([head, *quotes]).replace("|", "\\|")
+    return _table_cell("<br>".join([head, *quotes]))
 
 
 def forces_diagram(codes: list[Any], per_quadrant: int, spread: bool = False) -> list[str]:
@@ -118,6 +118,11 @@ def forces_diagram(codes: list[Any], per_quadrant: int, spread: bool = False) ->
     rows = [f"| {_cell(a, codes, per_quadrant, spread)} | {_cell(b, codes, per_quadrant, spread)} |"
             for a, b in _QUADRANTS]
     return ["| drives the switch | |", "|---|---|", rows[0], "| **holds it back** | |", rows[1]]
+
+
+def _table_cell(text: str) -> str:
+    """Text for a Markdown table cell: a '|' in it would end the cell."""
+    return text.replace("|", "\\|")
 
 
 def _short(text: str, limit: int = 140) -> str:
@@ -135,7 +140,7 @@ def study_report(coded: list[CodedTranscript]) -> str:
              "|---|" + "---:|" * (len(forces) + 3)]
     for ct in coded:
         n = Counter(c.force.value if c.kind == "force" else c.kind for c in ct.codes)
-        lines.append(f"| {ct.source.replace('|', chr(92) + '|')} | " + " | ".join(str(n[k]) for k in [*forces, "trigger", "job", "quote"]) + " |")
+        lines.append(f"| {_table_cell(ct.source)} | " + " | ".join(str(n[k]) for k in [*forces, "trigger", "job", "quote"]) + " |")
     codes = [c for ct in coded for c in ct.codes]
     lines += ["", "## Forces of progress", ""] + forces_diagram(codes, per_quadrant=3, spread=True)
     for kind in ("trigger", "job"):

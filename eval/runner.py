@@ -105,16 +105,22 @@ def read_run(out_dir: Path, gold: list[GoldSet]) -> dict[str, CodedTranscript]:
     return found
 
 
+def code_gold(gold: list[GoldSet], settings: Settings, out_dir: Path) -> Any:
+    """Code the gold transcripts with the normal flow (each with the speakers its gold file names),
+    into the eval collection; the batch summary."""
+    from jtbd.flows.code_batch import run_batch
+
+    roles = {str(g.transcript_path): (list(g.interviewers), list(g.interviewees)) for g in gold}
+    return run_batch(list(roles), dataclasses.replace(settings, collection=EVAL_COLLECTION), str(out_dir), roles=roles)
+
+
 def evaluate(gold_dir: Path, settings: Settings, out_dir: Path) -> Evaluation:
     from jtbd.coding.embed import cosine, make_embedder
-    from jtbd.flows.code_batch import run_batch
 
     gold, problems, notes = load_gold_files(gold_dir)
     if not gold:
         raise GoldError([f"no gold file under {gold_dir} can be scored:", *problems])
-    settings = dataclasses.replace(settings, collection=EVAL_COLLECTION)
-    roles = {str(g.transcript_path): (list(g.interviewers), list(g.interviewees)) for g in gold}
-    summary = run_batch(list(roles), settings, str(out_dir), roles=roles)
+    summary = code_gold(gold, settings, out_dir)
     predicted = read_run(out_dir, gold)
     embedder = make_embedder(settings.embeddings, settings.embedding_model, settings.base_url,
                              settings.api_key, settings.timeout)

@@ -40,19 +40,19 @@ class Turn(BaseModel):
     char_end: int
     segments: list[Segment] = Field(default_factory=list)
 
+    def segment_at(self, offset: int) -> Segment | None:
+        """The cue containing `offset`, if any."""
+        return next((seg for seg in self.segments if seg.char_start <= offset < seg.char_end), None)
+
     def time_at(self, offset: int) -> float | None:
         """Start time of the cue containing `offset`, else the turn's start."""
-        for seg in self.segments:
-            if seg.char_start <= offset < seg.char_end and seg.start is not None:
-                return seg.start
-        return self.start
+        seg = self.segment_at(offset)
+        return seg.start if seg is not None and seg.start is not None else self.start
 
     def line_at(self, offset: int) -> int | None:
         """The source file's line where the cue containing `offset` begins, if known."""
-        for seg in self.segments:
-            if seg.char_start <= offset < seg.char_end:
-                return seg.line
-        return None
+        seg = self.segment_at(offset)
+        return seg.line if seg is not None else None
 
     @property
     def is_coded(self) -> bool:

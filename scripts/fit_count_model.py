@@ -20,7 +20,6 @@ ratings of the default model, it prints the committed line (eval/RESULTS.md, var
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import tempfile
@@ -28,7 +27,7 @@ from pathlib import Path
 
 import jtbd.environment  # noqa: F401  (offline defaults before prefect and chromadb load)
 from jtbd.coding.decide import RatedSentence, fit_count_model
-from jtbd.eval.runner import EVAL_COLLECTION, bundled_gold, load_gold_files
+from jtbd.eval.runner import bundled_gold, code_gold, load_gold_files
 from jtbd.settings import load_settings
 
 
@@ -46,10 +45,8 @@ def collect_ratings(gold, settings) -> dict[str, list[RatedSentence]]:
 
     flow.decide = keep
     try:
-        roles = {str(g.transcript_path): (list(g.interviewers), list(g.interviewees)) for g in gold}
         with tempfile.TemporaryDirectory() as out:
-            summary = flow.run_batch(list(roles), dataclasses.replace(settings, collection=EVAL_COLLECTION), out,
-                                     roles=roles)
+            summary = code_gold(gold, settings, Path(out))
     finally:
         flow.decide = decide
     if summary.transcripts_failed:
