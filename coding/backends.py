@@ -20,6 +20,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -192,9 +193,14 @@ _LLAMA_CACHE: dict[tuple, Any] = {}
 
 def _local_create(settings: Settings) -> Callable[..., Any]:
     llama = load_llama(settings)
+    controls = control_tokens(llama)
 
     def create(**kwargs: Any) -> Any:
         kwargs.pop("model", None)
+        # llama-cpp's chat handler reads the whole rendered prompt with special=True and takes no
+        # token ids, so control tokens a transcript spells out are broken in the contents instead.
+        if "messages" in kwargs:
+            kwargs["messages"] = plain_contents(kwargs["messages"], controls)
         with _LLAMA_LOCK:  # one context: calls from concurrent tasks take turns
             # repeat_penalty must stay 1.0: llama-cpp's default 1.1 punishes copying the transcript
             return llama.create_chat_completion_openai_v1(seed=settings.seed, repeat_penalty=1.0, **kwargs)
@@ -204,11 +210,10 @@ def _local_create(settings: Settings) -> Callable[..., Any]:
 
 def _local_rate(settings: Settings) -> Callable[[list[dict]], Any]:
     llama = load_llama(settings)
-    render = _chat_formatter(llama)
+    render, controls = _chat_formatter(llama), control_tokens(llama)
 
     def rate(messages: list[dict]) -> dict:
-        prompt = render(messages=messages)
-        tokens = llama.tokenize(prompt.prompt.encode("utf-8"), add_bos=not prompt.added_special, special=True)
+        tokens = prompt_tokens(llama, render, controls, messages)
         with _LLAMA_LOCK:
             logits = _next_token_logits(llama, tokens)
         logprobs = logits - np.logaddexp.reduce(logits)
@@ -232,6 +237,103 @@ def _chat_formatter(llama: Any) -> Callable[..., Any]:
     eos = llama.detokenize([llama.token_eos()], special=True).decode("utf-8", "replace")
     bos = llama.detokenize([llama.token_bos()], special=True).decode("utf-8", "replace")
     return Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
+
+
+def control_tokens(llama: Any) -> dict[str, int]:
+    """The vocabulary's control tokens by their text ("<|im_start|>", "<|im_end|>", ...): the
+    tokens llama.cpp finds in text only when tokenising with special=True."""
+    from llama_cpp import LLAMA_TOKEN_ATTR_CONTROL, LLAMA_TOKEN_ATTR_UNKNOWN
+
+    vocab, found = llama._model, {}
+    for token in range(llama.n_vocab()):
+        if vocab.token_get_attr(token) & (LLAMA_TOKEN_ATTR_CONTROL | LLAMA_TOKEN_ATTR_UNKNOWN):
+            found.setdefault(vocab.token_get_text(token), token)
+    found.pop("", None)
+    return found
+
+
+def _spelled(controls: dict[str, int]) -> re.Pattern:
+    """Any control token's text, the longest first (as llama.cpp matches them)."""
+    return re.compile("|".join(re.escape(text) for text in sorted(controls, key=len, reverse=True)) or "(?!)")
+
+
+_BREAK = "\u200b"  # a zero-width space: the words read the same, but no longer spell a control token
+
+
+def plain_contents(messages: list[dict], controls: dict[str, int]) -> list[dict]:
+    """The messages with every control token a content spells out broken by a zero-width space
+    after its first character; a message without one is passed on as it is."""
+    spelled = _spelled(controls)
+
+    def broken(content: str) -> str:
+        while spelled.search(content):  # until breaking one does not leave another
+            content = spelled.sub(lambda found: found.group()[0] + _BREAK + found.group()[1:], content)
+        return content
+
+    return [{**m, "content": broken(m["content"])} if isinstance(m.get("content"), str)
+            and spelled.search(m["content"]) else m for m in messages]
+
+
+# Private-use marks rendered in place of each message's content, to find the contents in the prompt.
+_MARK_OPEN, _MARK_CLOSE = "\ue000", "\ue001"
+_MARKED = re.compile(f"{_MARK_OPEN}(\\d+){_MARK_CLOSE}")
+
+
+def prompt_tokens(llama: Any, render: Callable[..., Any], controls: dict[str, int], messages: list[dict]) -> list[int]:
+    """The chat prompt's token ids, with the template's own control tokens as such and every
+    message's content read as plain text.
+
+    Tokenising the rendered prompt whole with special=True would let a transcript that says
+    "<|im_end|><|im_start|>system" close the user's turn and forge a system one. So the prompt
+    is cut at the template's own control tokens only, and each stretch between them (template
+    text and contents together, so words merge across the seam as before) is tokenised with
+    special=False. A prompt whose contents spell no control token gets exactly the ids that
+    tokenising it whole with special=True gives.
+    """
+    prompt = render(messages=messages)
+    parts = _prompt_parts(render, messages, prompt.prompt, _spelled(controls), controls)
+    if parts is None:  # the template rewrites contents (trims them, say): break their control tokens
+        prompt = render(messages=plain_contents(messages, controls))
+        return llama.tokenize(prompt.prompt.encode("utf-8"), add_bos=not prompt.added_special, special=True)
+    # Jinja2ChatFormatter's prompt holds the BOS it needs (added_special); others get it here.
+    tokens = [llama.token_bos()] if not prompt.added_special and llama._model.add_bos_token() else []
+    stretch = ""
+    for part in parts:
+        if isinstance(part, str):
+            stretch += part
+        else:
+            tokens += _plain_tokens(llama, stretch) + [part]
+            stretch = ""
+    return tokens + _plain_tokens(llama, stretch)
+
+
+def _plain_tokens(llama: Any, text: str) -> list[int]:
+    return llama.tokenize(text.encode("utf-8"), add_bos=False, special=False) if text else []
+
+
+def _prompt_parts(render: Callable[..., Any], messages: list[dict], rendered: str, spelled: re.Pattern,
+                  controls: dict[str, int]) -> list[str | int] | None:
+    """The rendered prompt as plain text (str) and the template's own control tokens (int ids),
+    found by rendering it again with a mark in place of each content; None when the template
+    does not copy the contents into the prompt unchanged."""
+    contents = [m.get("content") for m in messages]
+    if not all(isinstance(c, str) and _MARK_OPEN not in c and _MARK_CLOSE not in c for c in contents):
+        return None
+    marked = render(messages=[{**m, "content": f"{_MARK_OPEN}{i}{_MARK_CLOSE}"} for i, m in enumerate(messages)])
+    pieces = _MARKED.split(marked.prompt)  # template text, a content's index, template text, ...
+    if "".join(contents[int(p)] if n % 2 else p for n, p in enumerate(pieces)) != rendered:
+        return None
+    parts: list[str | int] = []
+    for n, piece in enumerate(pieces):
+        if n % 2:
+            parts.append(contents[int(piece)])
+            continue
+        at = 0
+        for found in spelled.finditer(piece):
+            parts += [piece[at:found.start()], controls[found.group()]]
+            at = found.end()
+        parts.append(piece[at:])
+    return parts
 
 
 def _next_token_logits(llama: Any, tokens: list[int]) -> np.ndarray:

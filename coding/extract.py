@@ -22,7 +22,7 @@ from pydantic import BaseModel
 
 from jtbd.coding.chunk import Chunk, chunk_windows
 from jtbd.coding.decide import Decision, RatedSentence
-from jtbd.coding.ground import Span, ground_quote
+from jtbd.coding.ground import Span, ground_quote, unsupported_statement
 from jtbd.coding.sentences import Sentence, split_sentences
 from jtbd.prompts import PromptPass, Strategy
 from jtbd.schemas.codebook import (
@@ -151,8 +151,10 @@ def code_chunk(llm: Any, transcript: Transcript, chunk: Chunk, strategy: Strateg
             continue  # only interviewer speech here: nothing to code
         draft = run_pass(llm, prompt, excerpt, max_retries)
         codes, rejected = drafts_to_codes(draft, transcript, excerpt, provenance)
+        # A step of its own, not part of converting drafts: it needs no excerpt, so cached codes can take it too.
+        codes, unsupported = keep_supported_jobs(codes, transcript)
         result.codes.extend(codes)
-        result.rejected.extend(rejected)
+        result.rejected.extend(rejected + unsupported)
     return result
 
 
@@ -213,6 +215,22 @@ def _jobs_and_quotes(draft: JobsAndQuotes, transcript: Transcript, excerpt: Exce
         codes.append(Quote(quote=transcript.text[span.char_start:span.char_end],
                            grounding=grounding_for(span, transcript, model_quote=words), provenance=provenance))
     return codes, rejected
+
+
+def keep_supported_jobs(codes: list[Any], transcript: Transcript) -> tuple[list[Any], list[dict]]:
+    """The codes without the job stories whose statement is not backed by its evidence (the job's
+    quote and the turn it sits in), and one rejection with the reason for each job dropped. A quote
+    is checked when it is grounded; a statement is the model's own words, so it is checked here."""
+    kept, rejected = [], []
+    for code in codes:
+        why = None if code.kind != "job" else unsupported_statement(
+            (code.situation, code.motivation, code.outcome), transcript.turns[code.grounding.turn_index].text)
+        if why is None:
+            kept.append(code)
+            continue
+        rejected.append({"transcript": transcript.id, "code": "job", "quote": code.quote,
+                         "statement": code.statement, "reason": why})
+    return kept, rejected
 
 
 def _not_found(transcript: Transcript, code: str, quote: str) -> dict:

@@ -135,3 +135,71 @@ def _widen_to_words(text: str, a: int, b: int) -> tuple[int, int]:
     while b < len(text) and text[b].isalnum():
         b += 1
     return a, b
+
+
+# --- job statements: the model's own words, checked against their evidence -------
+#
+# A job story's quote is grounded like any other; its statement ("When ..., I want to ...,
+# so I can ...") is written by the model. A statement is kept only when it reads as a summary
+# of its evidence (the quote and the turn it sits in): enough of its content words are said
+# there, and it does not carry instructions to a model (an interview that says "ignore all
+# previous instructions" must not come back as a stored job story).
+
+# Hand-written statements are summaries in the coder's words: in the gold set (eval/gold, 37 jobs) the
+# median one has 25% of its content words in its quote's turn, and 35 of 37 have at least 10% (the two
+# others infer past the words: "he gives me stick if I miss one" -> "a friend who notices whether I
+# showed up"). A statement written from another turn, or from nothing, shares none.
+SUPPORT_SHARE = 0.10
+MIN_STEM = 3  # "pay" / "payment"; shorter words ("it", "go") say nothing about the evidence
+STEM_CHARS = 4  # "worry" / "worried", "cancel" / "cancelling": the first four letters stand for the word
+
+_WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)*")
+_STOP_WORDS = frozenset("""
+    a about above after again against all also am an and any are as at be because been before being below
+    between both but by can could did do does doing down during each even ever every few for from further get
+    gets got had has have having he her here hers herself him himself his how i if in into is it its itself
+    just let like made make me more most much my myself no nor not now of off on once one only or other our
+    ours ourselves out over own really same she should so some still such than that the their theirs them
+    themselves then there these they thing things this those through to too under until up very was way we
+    were what when where which while who whom why will with without would you your yours yourself
+    want wanted wants able need needs
+    i'm i've i'd i'll it's don't didn't doesn't isn't wasn't can't couldn't won't wouldn't we're we've they're
+    that's there's he's she's you're
+""".split())
+_INSTRUCTIONS = re.compile(
+    r"\b(?:ignore|disregard|forget|override|bypass)\b[\w\s,'-]{0,40}?\b(?:instructions?|prompts?|guidelines)\b"
+    r"|\bsystem prompt\b|\bdeveloper mode\b|\bjailbreak", re.IGNORECASE)
+
+
+def content_words(text: str) -> list[str]:
+    """The words that carry a statement's meaning: no stop words, no template words, no short words."""
+    words = _WORD.findall(text.lower().replace("\u2019", "'"))
+    return [w for w in words if len(w) >= MIN_STEM and w not in _STOP_WORDS]
+
+
+def _same_stem(a: str, b: str) -> bool:
+    n = min(len(a), len(b), STEM_CHARS)
+    return a[:n] == b[:n]
+
+
+def statement_support(parts: Iterable[str], evidence: str) -> float:
+    """The share of the statement's content words whose stem is said in `evidence` (1.0 when it
+    has none: no words, nothing to invent)."""
+    words = [w for part in parts for w in content_words(part)]
+    if not words:
+        return 1.0
+    said = set(content_words(evidence))
+    return sum(any(_same_stem(w, e) for e in said) for w in words) / len(words)
+
+
+def unsupported_statement(parts: Iterable[str], evidence: str, share: float = SUPPORT_SHARE) -> str | None:
+    """Why a model-written job statement cannot be kept beside `evidence`, or None when it can."""
+    parts = list(parts)
+    instruction = next((m.group(0) for part in parts if (m := _INSTRUCTIONS.search(part))), None)
+    if instruction:
+        return f"job statement reads as an instruction to the model ({instruction!r}), not as the interviewee's job"
+    support = statement_support(parts, evidence)
+    if support < share:
+        return (f"job statement not supported by its evidence: {support:.0%} of its content words are said "
+                f"in the quote and its turn (at least {share:.0%} needed)")
+    return None

@@ -10,31 +10,35 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable
 
+from jtbd.coding.text import strip_controls
 from jtbd.schemas.codebook import KINDS, CodedTranscript, ForceType
 from jtbd.schemas.transcript import format_timestamp
 
-CSV_FIELDS = ["id", "transcript", "source", "kind", "label", "force", "dimension", "statement", "quote",
+CSV_FIELDS = ["id", "transcript", "source", "kind", "label", "force", "dimension", "statement", "statement_source", "quote",
               "speaker", "timestamp", "line", "char_start", "char_end", "alignment", "score", "prompt_version", "model"]
 
 
 def code_row(code: Any) -> dict[str, Any]:
     g = code.grounding
-    return {
+    row = {
         "id": code.id, "transcript": g.transcript, "source": g.source, "kind": code.kind,
         "label": code.label, "force": getattr(getattr(code, "force", None), "value", ""),
         "dimension": getattr(getattr(code, "dimension", None), "value", ""),
-        "statement": getattr(code, "statement", ""), "quote": code.quote, "speaker": g.speaker,
+        "statement": getattr(code, "statement", ""), "statement_source": getattr(code, "statement_source", ""),
+        "quote": code.quote, "speaker": g.speaker,
         "timestamp": format_timestamp(g.start_seconds),
         "line": "" if g.source_line is None else g.source_line, "char_start": g.char_start,
         "char_end": g.char_end, "alignment": g.alignment.value,
         "score": "" if code.score is None else code.score,
         "prompt_version": code.provenance.prompt_version, "model": code.provenance.model,
     }
+    # Quotes cached by an older version can hold terminal escapes; `cat codes.csv` must not run them.
+    return {key: strip_controls(value) if isinstance(value, str) else value for key, value in row.items()}
 
 
 def code_record(code: Any) -> dict[str, Any]:
     """One line of codes.jsonl: the stored code plus its id, label and (for jobs) the job story."""
-    extra = {"statement": code.statement} if hasattr(code, "statement") else {}
+    extra = {"statement": code.statement, "statement_source": code.statement_source} if hasattr(code, "statement") else {}
     return {"id": code.id, "label": code.label, **extra, **code.model_dump(mode="json")}
 
 
@@ -53,6 +57,7 @@ def write_run(out: Path, coded: Iterable[CodedTranscript], summary: dict[str, An
         writer.writeheader()
         writer.writerows(code_row(c) for c in codes)
     for ct in coded:
+        (out / ct.transcript).parent.mkdir(parents=True, exist_ok=True)  # an id may be "p01/interview"
         (out / f"{ct.transcript}.json").write_text(ct.model_dump_json(indent=2), encoding="utf-8")
         (out / f"{ct.transcript}.md").write_text(markdown_report(ct), encoding="utf-8")
         if texts and ct.transcript in texts:
@@ -71,7 +76,9 @@ def _count(n: int, noun: str) -> str:
 
 
 def markdown_report(ct: CodedTranscript) -> str:
-    counts = f"{_count(len(ct.codes), 'code')}, {_count(len(ct.rejected), 'rejected quote')}."
+    jobs = sum(r.get("code") == "job" for r in ct.rejected)  # a statement its evidence does not back
+    counts = f"{_count(len(ct.codes), 'code')}, {_count(len(ct.rejected) - jobs, 'rejected quote')}" \
+             + (f", {_count(jobs, 'rejected job statement')}." if jobs else ".")
     lines = [f"# {ct.source}", "", counts, ""]
     lines += forces_diagram(ct.codes, per_quadrant=2) + [""]
     for kind in KINDS:
@@ -84,7 +91,7 @@ def markdown_report(ct: CodedTranscript) -> str:
     lines += [f"## The story in order ({len(story)})", "",
               "Triggers and forces as the interviewee told them, for the timeline.", ""]
     lines += [_markdown_item(code, tag=True) for code in story]
-    return "\n".join(lines) + "\n"
+    return strip_controls("\n".join(lines) + "\n")  # no terminal escapes from older caches, as in code_row
 
 
 # The forces of progress diagram: push and pull drive the switch, anxiety and habit hold it back.
@@ -148,7 +155,7 @@ def study_report(coded: list[CodedTranscript]) -> str:
         lines += ["", f"## {_HEADINGS[kind]} ({len(mine)})", ""]
         lines += [_markdown_item(c, source=True) for c in sorted(mine, key=lambda c: (c.grounding.transcript,
                                                                                         c.grounding.char_start))]
-    return "\n".join(lines) + "\n"
+    return strip_controls("\n".join(lines) + "\n")  # no terminal escapes from older caches, as in code_row
 
 
 def _markdown_item(code: Any, tag: bool = False, source: bool = False) -> str:
@@ -159,7 +166,9 @@ def _markdown_item(code: Any, tag: bool = False, source: bool = False) -> str:
     where += [format_timestamp(g.start_seconds)] if g.start_seconds is not None else []
     where += [f"line {g.source_line}"] if g.source_line is not None else []
     when = f" [{', '.join(where)}]" if where else ""
-    head = {"force": f"**{code.label.split('.')[-1]}**", "job": f"**{code.label.split('.')[-1]}** {getattr(code, 'statement', '')}"}
+    # A job's statement is the model's summary: said so, and followed by the evidence it summarises.
+    head = {"force": f"**{code.label.split('.')[-1]}**",
+            "job": f"**{code.label.split('.')[-1]}** (model-written) {getattr(code, 'statement', '')} Evidence:"}
     if tag:
         head["trigger"] = "**trigger**"
     prefix = head.get(code.kind, "")

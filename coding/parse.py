@@ -18,14 +18,19 @@ import html
 import io
 import itertools
 import json
+import math
+import os
 import re
+import stat
 import zipfile
 from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePath
 from xml.etree import ElementTree
 
+from jtbd.coding.text import strip_controls
 from jtbd.schemas.transcript import Role, Segment, Transcript, Turn
+from jtbd.settings import DEFAULT_MAX_FILE_MB, MB
 
 SUPPORTED_SUFFIXES = (".txt", ".md", ".docx", ".vtt", ".srt", ".json")
 _SUPPORTED = ", ".join(SUPPORTED_SUFFIXES)
@@ -256,7 +261,8 @@ def _blocks(text: str) -> list[list[tuple[int, str]]]:
 
 
 def _clean(text: str) -> str:
-    return html.unescape(_TAG.sub("", text)).strip()
+    # After unescaping: "&#12;" is a form feed, a control character the raw text did not show.
+    return strip_controls(html.unescape(_TAG.sub("", text))).strip()
 
 
 def _voiced(raw: str, start: float, end: float, line: int | None) -> list[_Cue]:
@@ -332,17 +338,33 @@ def _json_time(item: dict, key: str, number: int) -> float | None:
     if value is None:
         return None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+        return _finite(_as_float(value, key, number), key, number)
     if isinstance(value, str) and re.fullmatch(rf"\d+(?:\.\d+)?|{_TS}", value.strip()):
-        return _seconds(value.strip())
-    problem = f"'{key}' must be seconds or 'hh:mm:ss', got {value!r}"
+        return _finite(_seconds(value.strip()), key, number)
+    shown = _describe(value) if isinstance(value, (dict, list)) else repr(value)  # a nested repr can be huge
+    problem = f"'{key}' must be seconds or 'hh:mm:ss', got {shown if len(shown) <= 60 else shown[:57] + '...'}"
     raise _Problem(f"unexpected JSON shape: segment {number}: {problem}")
+
+
+def _as_float(value: int | float, key: str, number: int) -> float:
+    try:
+        return float(value)
+    except OverflowError:  # an integer of hundreds of digits
+        raise _Problem(f"segment {number}: '{key}' is too large to be a time") from None
+
+
+def _finite(seconds: float, key: str, number: int) -> float:
+    """Python's json reads NaN and Infinity (and 1e999 as Infinity): none of them is a time."""
+    if math.isfinite(seconds):
+        return seconds
+    what = "NaN" if math.isnan(seconds) else "-Infinity" if seconds < 0 else "Infinity"
+    raise _Problem(f"segment {number}: '{key}' is {what}, not a time")
 
 
 def _json_speaker(item: dict) -> str | None:
     value = next((item[k] for k in _SPEAKER_KEYS if item.get(k) not in (None, "")), None)
     if isinstance(value, str):
-        return value.strip() or None
+        return strip_controls(value).strip() or None
     return None if value is None else f"Speaker {value}"  # diarisation tools number speakers 0, 1, ...
 
 
@@ -350,7 +372,9 @@ def _json_cue(item: object, number: int, line: int | None) -> list[_Cue]:
     if not isinstance(item, dict) or not isinstance(item.get("text"), str):
         problem = f"expected an object with a 'text' string, got {_describe(item)}"
         raise _Problem(f"unexpected JSON shape: segment {number}: {problem}")
-    text = " ".join(line.strip() for line in _LINE_BREAK.split(item["text"]) if line.strip())
+    # JSON escapes control characters ("\u001b"), so they are removed here, after decoding.
+    said = (strip_controls(part).strip() for part in _LINE_BREAK.split(item["text"]))
+    text = " ".join(part for part in said if part)
     times = _json_time(item, "start", number), _json_time(item, "end", number)
     return [_Cue(text, _json_speaker(item), *times, line)] if text else []
 
@@ -389,6 +413,10 @@ def _json_cues(text: str) -> list[_Cue]:
         data = json.loads(text)
     except json.JSONDecodeError as error:
         raise _Problem(f"malformed JSON: line {error.lineno} column {error.colno}: {error.msg}") from None
+    except RecursionError:  # json's decoder recurses once per level of nesting
+        raise _Problem("not a transcript JSON: nested too deeply (expected a flat list of segments)") from None
+    except ValueError:  # the only other one: an integer past Python's 4,300-digit limit
+        raise _Problem("not a transcript JSON: a number is too long to read") from None
     items = _json_items(data)
     lines = _json_text_lines(text, items)
     cues = [cue for number, (item, line) in enumerate(zip(items, lines), 1) for cue in _json_cue(item, number, line)]
@@ -576,6 +604,9 @@ def _parse(text: str, source: str, fmt: str, interviewers, interviewees) -> Tran
         raise _Problem(f"unsupported format {fmt!r}; supported: {_SUPPORTED}")
     if not text.strip():
         raise _Problem("file is empty" if not text else "file contains only whitespace")
+    if fmt != "json":
+        # Before labels are read ("ESC[1mDana:ESC[0m hi" is Dana's turn); line breaks stay, so lines count true.
+        text = strip_controls(text)
     cues = _READERS[fmt](text)
     if not any(cue.speaker for cue in cues):
         raise _Problem(f"no speaker labels found; {_LABEL_HINTS[fmt]}")
@@ -602,13 +633,50 @@ def parse_transcript(text: str, source: str, fmt: str, interviewers=(), intervie
 # --- the file -----------------------------------------------------------------
 
 
-def _read_bytes(path: Path) -> bytes:
+DEFAULT_MAX_BYTES = int(DEFAULT_MAX_FILE_MB * MB)
+_SPECIAL = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+            (stat.S_ISSOCK, "a socket"))
+
+
+def file_problem(info: os.stat_result, max_bytes: int) -> str | None:
+    """Why a file with this stat is not read, or None: a FIFO blocks a read forever, a device
+    (/dev/zero) never ends, and a file of gigabytes fills memory before it could be refused."""
+    if stat.S_ISDIR(info.st_mode):
+        return "is a directory, not a file"
+    if not stat.S_ISREG(info.st_mode):
+        kind = next((name for test, name in _SPECIAL if test(info.st_mode)), "a special file")
+        return f"not a regular file ({kind}); give the transcript file itself"
+    if info.st_size > max_bytes:
+        return too_large(info.st_size, max_bytes)
+    return None
+
+
+def too_large(size: int, max_bytes: int) -> str:
+    return (f"file is too large: {_megabytes(size)}, over the limit of {_megabytes(max_bytes)} (max_file_mb); "
+            f"if it is a transcript, raise max_file_mb in the environment (JTBD_MAX_FILE_MB) or the config file")
+
+
+def _megabytes(n: int) -> str:
+    return f"{n / MB:.1f} MB" if n >= MB / 10 else f"{n:,} bytes"
+
+
+def _read_bytes(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
     try:
-        return path.read_bytes()
+        # Non-blocking: opening a FIFO would wait for a writer. The checks use the open file,
+        # so a path swapped between a check and the read cannot slip past them.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        with open(fd, "rb") as file:
+            problem = file_problem(os.fstat(fd), max_bytes)
+            data = b"" if problem else file.read(max_bytes + 1)
+            if len(data) > max_bytes:  # it grew after its stat
+                problem = too_large(max(len(data), os.fstat(fd).st_size), max_bytes)
     except OSError as error:
         known = {FileNotFoundError: "file not found", IsADirectoryError: "is a directory, not a file"}
         problem = known.get(type(error), f"cannot read the file: {error.strerror}")
         raise TranscriptError(path, problem) from None
+    if problem:
+        raise TranscriptError(path, problem)
+    return data
 
 
 def _decode(data: bytes, path: Path) -> str:
@@ -667,17 +735,19 @@ def _file_text(data: bytes, path: Path) -> str:
     return _docx_text(data, path) if path.suffix.lower() == ".docx" else _decode(data, path)
 
 
-def read_text(path: str | Path) -> str:
+def read_text(path: str | Path, max_bytes: int = DEFAULT_MAX_BYTES) -> str:
     """A transcript file's text as `load_transcript` reads it (UTF-8, UTF-16 with a byte order
     mark, or Windows-1252; a .docx file's paragraphs, one a line), its line breaks as written."""
     path = Path(path)
-    return _file_text(_read_bytes(path), path)
+    return _file_text(_read_bytes(path, max_bytes), path)
 
 
-def load_transcript(path: str | Path, interviewers=(), interviewees=()) -> Transcript:
-    """Read a transcript file; raises TranscriptError naming the file and the problem."""
+def load_transcript(path: str | Path, interviewers=(), interviewees=(),
+                    max_bytes: int = DEFAULT_MAX_BYTES) -> Transcript:
+    """Read a transcript file; raises TranscriptError naming the file and the problem (also for
+    a FIFO, a device, or a file over `max_bytes`: Settings.max_file_bytes)."""
     path = Path(path)
-    data = _read_bytes(path)
+    data = _read_bytes(path, max_bytes)
     if path.suffix.lower() not in SUPPORTED_SUFFIXES:
         shown = path.suffix or "(no extension)"
         raise TranscriptError(path, f"unsupported file type {shown!r}; supported: {_SUPPORTED}")

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 from jtbd.coding.embed import Embedder
+from jtbd.coding.identity import StoredSource
 
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
@@ -55,6 +57,7 @@ def code_metadata(code: Any, context: tuple[str, str]) -> dict[str, Any]:
         "label": code.label, "force": getattr(getattr(code, "force", None), "value", ""),
         "dimension": getattr(getattr(code, "dimension", None), "value", ""),
         "statement": getattr(code, "statement", ""), "note": code.note or "",
+        "statement_source": getattr(code, "statement_source", ""),  # "model": a summary, not the quote's words
         "turn_index": g.turn_index, "char_start": g.char_start, "char_end": g.char_end,
         "start_seconds": g.start_seconds if g.start_seconds is not None else -1.0,
         "source_line": g.source_line if g.source_line is not None else -1,
@@ -71,12 +74,15 @@ class CodeStore:
         self.embedder = embedder
 
     def replace_transcript(self, transcript_id: str, codes: Sequence[Any],
-                           contexts: Sequence[tuple[str, str]]) -> int:
+                           contexts: Sequence[tuple[str, str]], source: dict[str, str] | None = None) -> int:
+        """`source`: where the transcript came from (source_path, source_sha256), kept on every code
+        so a later batch tells this file apart from another of the same name."""
         ids = [c.id for c in codes]
         vectors = self.embedder.embed([c.quote for c in codes]) if codes else []
         if codes:
+            metadatas = [{**code_metadata(c, ctx), **(source or {})} for c, ctx in zip(codes, contexts)]
             self.collection.upsert(ids=ids, documents=[c.quote for c in codes], embeddings=vectors,
-                                   metadatas=[code_metadata(c, ctx) for c, ctx in zip(codes, contexts)])
+                                   metadatas=metadatas)
         stale = set(self.ids_of(transcript_id)) - set(ids)
         if stale:
             self.collection.delete(ids=sorted(stale))
@@ -100,6 +106,14 @@ class CodeStore:
             entry["prompt_versions"].add(meta.get("prompt_version", ""))
         return dict(sorted(out.items()))
 
+    def sources(self) -> dict[str, StoredSource]:
+        """Each stored transcript id with the file it was coded from, as far as the store knows it."""
+        out: dict[str, StoredSource] = {}
+        for meta in self.collection.get(include=["metadatas"])["metadatas"]:
+            out.setdefault(meta["transcript"], StoredSource(meta["source"], meta.get("source_path", ""),
+                                                            meta.get("source_sha256", "")))
+        return out
+
     def ids_of(self, transcript_id: str) -> list[str]:
         return self.collection.get(where={"transcript": transcript_id}, include=[])["ids"]
 
@@ -120,3 +134,35 @@ def where_clause(**filters: str | None) -> dict | None:
     if not conditions:
         return None
     return conditions[0] if len(conditions) == 1 else {"$and": conditions}
+
+
+def scrub_log(chroma_path: Path, code_ids: Sequence[str]) -> int:
+    """Overwrite deleted codes in a local store's write-ahead log, then VACUUM the file.
+
+    Chroma keeps every upsert (the quote, its metadata and context, the vector) in its
+    `embeddings_queue` table until the vector index flushes, every 1,000 writes by default,
+    deleted or not, and SQLite keeps freed pages: a forgotten participant's words would stay in
+    chroma.sqlite3. The entries of deleted ids are never read again but for replaying the index,
+    so each keeps a placeholder vector of its length and no metadata. Returns the entries scrubbed.
+    """
+    import sqlite3
+    import struct
+
+    db = Path(chroma_path) / "chroma.sqlite3"
+    if not code_ids or not db.exists():
+        return 0
+    con = sqlite3.connect(db, timeout=30)
+    try:
+        marks = ",".join("?" * len(code_ids))
+        rows = con.execute(f"SELECT seq_id, length(vector) FROM embeddings_queue WHERE id IN ({marks})",
+                           list(code_ids)).fetchall()
+        for seq_id, size in rows:
+            n = (size or 0) // 4  # float32
+            placeholder = struct.pack(f"{n}f", *([1.0] + [0.0] * (n - 1))) if n else None
+            con.execute("UPDATE embeddings_queue SET vector = ?, metadata = NULL WHERE seq_id = ?",
+                        (placeholder, seq_id))
+        con.commit()
+        con.execute("VACUUM")
+    finally:
+        con.close()
+    return len(rows)

@@ -64,7 +64,7 @@ def cmd_eval(args: argparse.Namespace, settings: Any) -> int:
     out_dir = Path(args.out or Path("runs") / ("eval-" + time.strftime("%Y%m%d-%H%M%S")))
     from jtbd.cli import batch_progress, print_summary
 
-    with batch_progress():
+    with batch_progress(debug=args.debug):
         ev = evaluate(gold_dir, settings, out_dir)
     print_summary(ev.summary)
     if ev.summary["gold_problems"]:

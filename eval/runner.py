@@ -86,7 +86,9 @@ def score_gold(gold: list[GoldSet], predicted: dict[str, CodedTranscript], simil
     for g in gold:
         coded = predicted.get(g.transcript.id)
         pred = predicted_codes(coded) if coded else []
-        rejected = len(coded.rejected) if coded else 0
+        # A job statement its evidence does not back was dropped, but its quote was grounded: the
+        # grounding rate counts only quotes that could not be found.
+        rejected = sum(1 for r in coded.rejected if "statement" not in r) if coded else 0
         items.append(TranscriptCodes([coded_from_gold(c) for c in g.codes], pred, rejected, g.transcript))
     return score_codes(items, similarity)
 
@@ -111,7 +113,9 @@ def code_gold(gold: list[GoldSet], settings: Settings, out_dir: Path) -> Any:
     from jtbd.flows.code_batch import run_batch
 
     roles = {str(g.transcript_path): (list(g.interviewers), list(g.interviewees)) for g in gold}
-    return run_batch(list(roles), dataclasses.replace(settings, collection=EVAL_COLLECTION), str(out_dir), roles=roles)
+    ids = {str(g.transcript_path): g.transcript.id for g in gold}
+    return run_batch(list(roles), dataclasses.replace(settings, collection=EVAL_COLLECTION), str(out_dir),
+                     roles=roles, ids=ids)
 
 
 def evaluate(gold_dir: Path, settings: Settings, out_dir: Path) -> Evaluation:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, task
+from prefect.serializers import PickleSerializer
 from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, temporary_settings
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.tasks import exponential_backoff
@@ -29,12 +30,15 @@ from jtbd.coding import backends, progress
 from jtbd.coding.chunk import Chunk, chunk_transcript
 from jtbd.coding.embed import make_embedder
 from jtbd.coding.decide import decide, decision_settings
-from jtbd.coding.extract import ChunkResult, build_excerpt, code_chunk, context_of, decided_codes
+from jtbd.coding.extract import (ChunkResult, build_excerpt, code_chunk, context_of, decided_codes,
+                                 keep_supported_jobs)
+from jtbd.coding.identity import IdCollision, SourceFile, StoredSource, source_file, transcript_ids
 from jtbd.coding.inputs import discover
 from jtbd.coding.merge import merge_codes
 from jtbd.coding.outputs import write_run
-from jtbd.coding.parse import load_transcript
+from jtbd.coding.parse import TranscriptError, load_transcript
 from jtbd.coding.retry import is_transient
+from jtbd.coding.sentences import split_sentences
 from jtbd.coding.store import CodeStore, open_collection
 from jtbd.prompts import load_strategy
 from jtbd.schemas.codebook import KINDS, CodedTranscript, Provenance, schema_version
@@ -69,36 +73,72 @@ def chunk_cache_key(_context: Any, parameters: dict[str, Any]) -> str:
 
 
 def retry_transient(_task: Any, _run: Any, state: Any) -> bool:
-    return is_transient(state.data if isinstance(state.data, BaseException) else
-                        state.result(raise_on_failure=False))
+    exc = state.data if isinstance(state.data, BaseException) else state.result(raise_on_failure=False)
+    return bool(getattr(exc, "transient", False)) or is_transient(exc)
+
+
+class ChunkFailed(Exception):
+    """A chunk that could not be coded, as one line. The model client's own error is never what
+    Prefect sees: an openai error carries its httpx request, with the API key and the prompt."""
+
+    def __init__(self, reason: str, transient: bool = False) -> None:
+        super().__init__(reason, transient)
+        self.reason, self.transient = reason, transient
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+class SuccessOnlySerializer(PickleSerializer):
+    """Persists what a chunk task returns (the cache) and refuses to persist a failure: Prefect
+    then logs that the failure was not written and goes on, so no failure record reaches disk."""
+
+    type: str = "jtbd-success-pickle"
+
+    def dumps(self, obj: Any) -> bytes:
+        if isinstance(obj, BaseException):
+            raise TypeError("jtbd-coder persists only successful chunk results")
+        return super().dumps(obj)
 
 
 @task(name="parse-transcript")
-def parse_task(path: str, interviewers: list[str], interviewees: list[str]) -> Transcript:
-    return load_transcript(Path(path), interviewers=interviewers, interviewees=interviewees)
+def parse_task(path: str, transcript_id: str, interviewers: list[str], interviewees: list[str],
+               max_bytes: int) -> Transcript:
+    transcript = load_transcript(Path(path), interviewers=interviewers, interviewees=interviewees,
+                                 max_bytes=max_bytes)
+    return transcript.model_copy(update={"id": transcript_id})
 
 
 RETRY_DELAYS = exponential_backoff(backoff_factor=2)  # 2, 4, 8 ... seconds, with jitter
 
 
 @task(name="code-chunk", retries=3, retry_delay_seconds=RETRY_DELAYS, retry_jitter_factor=0.5,
-      retry_condition_fn=retry_transient, cache_key_fn=chunk_cache_key, persist_result=True)
+      retry_condition_fn=retry_transient, cache_key_fn=chunk_cache_key, persist_result=True,
+      result_serializer=SuccessOnlySerializer())
 def code_chunk_task(transcript: Transcript, chunk: Chunk, settings: Settings,
                     provenance: Provenance, cache_key: str) -> ChunkResult:
-    llm = backends.get_llm(settings)
-    result = code_chunk(llm, transcript, chunk, load_strategy(settings.strategy), provenance,
-                        max_retries=settings.max_retries, notify=progress.emit)
+    try:
+        llm = backends.get_llm(settings)
+        result = code_chunk(llm, transcript, chunk, load_strategy(settings.strategy), provenance,
+                            max_retries=settings.max_retries, notify=progress.emit)
+    except Exception as exc:
+        raise ChunkFailed(describe_error(exc), is_transient(exc)) from exc
     progress.emit("chunk_done", chunk.key)
     return result
 
 
 @task(name="store-transcript")
-def store_task(coded: CodedTranscript, transcript: Transcript, settings: Settings) -> int:
-    store = CodeStore(open_collection(str(settings.chroma_path), settings.chroma_url, settings.collection),
-                      make_embedder(settings.embeddings, settings.embedding_model, settings.base_url,
-                                    settings.api_key, settings.timeout))
+def store_task(coded: CodedTranscript, transcript: Transcript, settings: Settings, source: SourceFile) -> int:
+    store = _store(settings, embed=True)
     contexts = [context_of(c, transcript) for c in coded.codes]
-    return store.replace_transcript(coded.transcript, coded.codes, contexts)
+    return store.replace_transcript(coded.transcript, coded.codes, contexts,
+                                    {"source_path": source.path, "source_sha256": source.sha256})
+
+
+def _store(settings: Settings, embed: bool) -> CodeStore:
+    embedder = make_embedder(settings.embeddings, settings.embedding_model, settings.base_url,
+                             settings.api_key, settings.timeout) if embed else None
+    return CodeStore(open_collection(str(settings.chroma_path), settings.chroma_url, settings.collection), embedder)
 
 
 def make_cache_key(transcript: Transcript, chunk: Chunk, settings: Settings, provenance: Provenance) -> str:
@@ -115,8 +155,10 @@ def make_cache_key(transcript: Transcript, chunk: Chunk, settings: Settings, pro
 
 @flow(name="code_batch", log_prints=False)
 def code_batch(paths: list[str], settings: Settings, out_dir: str,
-               roles: dict[str, tuple[list[str], list[str]]] | None = None) -> BatchSummary:
-    """`roles` maps a file path to its (interviewers, interviewees), overriding the settings (gold sets)."""
+               roles: dict[str, tuple[list[str], list[str]]] | None = None,
+               ids: dict[str, str] | None = None) -> BatchSummary:
+    """`roles` maps a file path to its (interviewers, interviewees), overriding the settings, and
+    `ids` to its transcript id, overriding the one chosen (gold sets name their transcripts)."""
     started = time.perf_counter()
     strategy = load_strategy(settings.strategy)
     decide_with = decision_settings(strategy)  # a bad [decide] table fails here, before any LLM call
@@ -124,31 +166,37 @@ def code_batch(paths: list[str], settings: Settings, out_dir: str,
                             model=backends.model_label(settings))
     summary = BatchSummary(out_dir=out_dir, **provenance.model_dump())
     meter_before = backends.meter_snapshot(settings)
-    files, problems = discover(paths)
+    files, problems = discover(paths, max_bytes=settings.max_file_bytes)  # before anything is read
     summary.transcripts_failed.extend(problems)
-    progress.emit("transcripts_total", len(files))
-    coder = code_chunk_task.with_options(retries=settings.task_retries, retry_delay_seconds=RETRY_DELAYS)
+    sources, chosen = _identify(files, settings, summary)
+    ids = {path: (ids or {}).get(path, tid) for path, tid in chosen.items()}
+    progress.emit("transcripts_total", len(ids))
     roles = roles or {}
     default_roles = (list(settings.interviewers), [])
-    parsed = {str(f): parse_task.submit(str(f), *roles.get(str(f), default_roles)) for f in files}
-    coded: list[CodedTranscript] = []
-    jobs = []
+    parsed = {p: parse_task.submit(p, ids[p], *roles.get(p, default_roles), settings.max_file_bytes) for p in ids}
+    transcripts = {}
     for path, future in parsed.items():
         future.wait()
-        if not future.state.is_completed():
+        if future.state.is_completed():
+            transcripts[path] = future.result()
+        else:
             summary.transcripts_failed.append((path, _reason(future)))
             progress.emit("transcript_done", path, ok=False)
-            continue
-        transcript = future.result()
-        chunks = chunk_transcript(transcript, settings.chunk_tokens, settings.overlap_tokens)
+    plans = {path: chunk_transcript(t, settings.chunk_tokens, settings.overlap_tokens) for path, t in transcripts.items()}
+    _announce_plan(transcripts, plans, settings, provenance)
+    coder = code_chunk_task.with_options(retries=settings.task_retries, retry_delay_seconds=RETRY_DELAYS)
+    jobs = []
+    for path, transcript in transcripts.items():
+        chunks = plans[path]
         summary.chunks += len(chunks)
-        progress.emit("chunks_total", len(chunks))
         futures = [coder.submit(transcript, c, settings, provenance,
                                 make_cache_key(transcript, c, settings, provenance)) for c in chunks]
         jobs.append((path, transcript, futures))
+    coded: list[CodedTranscript] = []
     texts = {}
-    for path, transcript, futures in jobs:
-        ct = _finish_transcript(path, transcript, futures, settings, summary, provenance, decide_with)
+    for path, transcript, futures in jobs:  # each stored as soon as its own chunks are done
+        ct = _finish_transcript(path, transcript, futures, settings, summary, provenance, decide_with,
+                                sources[path])
         if ct is not None:
             coded.append(ct)
             texts[transcript.id] = transcript.text
@@ -158,9 +206,47 @@ def code_batch(paths: list[str], settings: Settings, out_dir: str,
     return summary
 
 
+def _identify(files: list[Path], settings: Settings,
+              summary: BatchSummary) -> tuple[dict[str, SourceFile], dict[str, str]]:
+    """Each file's transcript id, unique within the store; a file no id tells apart fails here."""
+    sources = {}
+    for f in files:
+        try:
+            sources[str(f)] = source_file(f)
+        except OSError as err:
+            summary.transcripts_failed.append((str(f), f"cannot read the file ({err.strerror or err})"))
+    stored = _store(settings, embed=False).sources() if _store_exists(settings) else {}
+    pending = dict(sources)
+    while True:
+        try:
+            by_path = transcript_ids(list(pending.values()), stored)
+            break
+        except IdCollision as err:  # the file is named in the error; the rest of the batch goes on
+            path = next(p for p, s in pending.items() if s.path == err.path)
+            summary.transcripts_failed.append((path, err.problem))
+            del pending[path]
+    return sources, {p: by_path[s.path] for p, s in pending.items()}
+
+
+def _store_exists(settings: Settings) -> bool:
+    return bool(settings.chroma_url) or settings.chroma_path.exists()
+
+
+def _announce_plan(transcripts: dict[str, Transcript], plans: dict[str, list[Chunk]], settings: Settings,
+                   provenance: Provenance) -> None:
+    """The batch's size before any model call: sentences to rate and chunks not in the cache."""
+    starts = {p: [s.char_start for s in split_sentences(t)] for p, t in transcripts.items()}
+    uncached = [(p, c) for p, t in transcripts.items() for c in plans[p]
+                if not (settings.results_path / make_cache_key(t, c, settings, provenance)).exists()]
+    to_rate = sum(1 for p, c in uncached for at in starts[p] if c.char_start <= at < c.char_end)
+    progress.emit("batch_planned", sentences=sum(map(len, starts.values())),
+                  chunks=sum(map(len, plans.values())), uncached_chunks=len(uncached),
+                  seconds=progress.estimate_seconds(settings.backend, to_rate, len(uncached)))
+
+
 def _finish_transcript(path: str, transcript: Transcript, futures: list, settings: Settings,
                        summary: BatchSummary, provenance: Provenance,
-                       decide_with: dict[str, Any]) -> CodedTranscript | None:
+                       decide_with: dict[str, Any], source: SourceFile) -> CodedTranscript | None:
     for f in futures:
         f.wait()
     failed = [f for f in futures if not f.state.is_completed()]
@@ -177,12 +263,14 @@ def _finish_transcript(path: str, transcript: Transcript, futures: list, setting
     # Cached chunks were coded under the same questions, maybe under another [decide]: stamp this run's.
     codes = [c.model_copy(update={"provenance": provenance})
              for c in merge_codes(c for r in results for c in r.codes)]
-    rejected = [r for res in results for r in res.rejected]
+    # Chunks cached before statements were checked hold unchecked job stories: check them all here.
+    codes, unsupported = keep_supported_jobs(codes, transcript)
+    rejected = [r for res in results for r in res.rejected] + unsupported
     coded = CodedTranscript(transcript=transcript.id, source=transcript.source, codes=codes, rejected=rejected)
-    store = store_task.submit(coded, transcript, settings)
-    store.wait()
-    if not store.state.is_completed():
-        summary.transcripts_failed.append((path, "could not store codes: " + _reason(store)))
+    # Called, not submitted: run in the flow's thread now, not queued behind the batch's other chunks.
+    stored = store_task(coded, transcript, settings, source, return_state=True)
+    if not stored.is_completed():
+        summary.transcripts_failed.append((path, "could not store codes: " + _reason(stored)))
         progress.emit("transcript_done", path, ok=False)
         return None
     summary.transcripts_ok.append(path)
@@ -193,16 +281,22 @@ def _finish_transcript(path: str, transcript: Transcript, futures: list, setting
     return coded
 
 
-def _reason(future: Any) -> str:
+def _reason(future_or_state: Any) -> str:
     try:
-        future.result()
+        future_or_state.result()
     except Exception as exc:  # the task's own exception, shown as one line
         return describe_error(exc)
-    return future.state.message or "failed"
+    state = getattr(future_or_state, "state", future_or_state)
+    return state.message or "failed"
 
 
 def describe_error(exc: BaseException) -> str:
-    """One line: the error and, when it wraps another, the root cause (e.g. a connection error's reason)."""
+    """One line: the error and, when it wraps another, the root cause (e.g. a connection error's reason).
+    Our own errors already say it in the researcher's words, without the file's path or a cause."""
+    if isinstance(exc, TranscriptError):
+        return exc.problem
+    if isinstance(exc, (ChunkFailed, IdCollision)):
+        return str(exc)
     root, seen = exc, {id(exc)}
     while (nxt := root.__cause__ or root.__context__) is not None and id(nxt) not in seen:
         seen.add(id(nxt))
@@ -225,30 +319,61 @@ def _fill_meter(summary: BatchSummary, settings: Settings, before: dict[str, flo
     summary.llm_seconds = round(summary.llm_seconds, 1)
 
 
-def forget_cached_chunks(results_path: Path, transcript_ids: set[str]) -> tuple[int, int]:
-    """Delete the cached chunk results (the model's ratings and codes, quotes included) of these
-    transcripts from the result cache. Each file is a Prefect result record of a `ChunkResult`,
-    whose chunk key is "<transcript id>#<chunk index>". Returns the number of files removed and
-    the number that could not be read (written by another version), which are left alone."""
+@dataclass
+class Forgotten:
+    """What `forget_results` removed from the result folder, file by file."""
+    cached: dict[str, list[str]] = field(default_factory=dict)  # transcript id -> cached chunk files
+    failures: list[str] = field(default_factory=list)  # failure records an earlier version wrote
+
+
+def forget_results(results_path: Path, transcript_ids: set[str]) -> Forgotten:
+    """Delete what the result folder holds of these transcripts: their cached chunk results (the
+    model's ratings and codes, quotes included), found by the chunk key "<transcript id>#<chunk>",
+    also in records this version cannot unpickle. Failure records, which earlier versions wrote
+    as pickled exceptions holding a request (any transcript's words, and the API key), are deleted
+    whoever they belong to: nothing reads them."""
+    gone = Forgotten()
+    folder = Path(results_path)
+    for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+        if not path.is_file():
+            continue
+        if not path.name.startswith("jtbd-chunk-"):
+            path.unlink()
+            gone.failures.append(str(path))
+            continue
+        owner = _chunk_owner(path.read_bytes(), transcript_ids)
+        if owner is not None:
+            path.unlink()
+            gone.cached.setdefault(owner, []).append(str(path))
+    return gone
+
+
+def _chunk_owner(record: bytes, transcript_ids: set[str]) -> str | None:
     from prefect.results import ResultRecord
 
-    removed = unreadable = 0
-    for path in sorted(Path(results_path).glob("jtbd-chunk-*")) if Path(results_path).is_dir() else []:
-        try:
-            chunk_key = ResultRecord.deserialize(path.read_bytes()).result.chunk_key
-        except Exception:  # not a result this version can read: say so, leave it
-            unreadable += 1
-            continue
-        if chunk_key.rpartition("#")[0] in transcript_ids:
-            path.unlink()
-            removed += 1
-    return removed, unreadable
+    try:
+        chunk_key = ResultRecord.deserialize(record).result.chunk_key
+        owner = chunk_key.rpartition("#")[0]
+        return owner if owner in transcript_ids else None
+    except Exception:  # written by another version: look for the chunk key in the pickle's bytes
+        raw = _decoded(record)
+        return next((t for t in sorted(transcript_ids) if (t + "#").encode() in raw), None)
+
+
+def _decoded(record: bytes) -> bytes:
+    import base64
+
+    try:
+        return base64.decodebytes(json.loads(record)["result"].encode())
+    except Exception:
+        return record
 
 
 def run_batch(paths: list[str], settings: Settings, out_dir: str,
-              roles: dict[str, tuple[list[str], list[str]]] | None = None) -> BatchSummary:
+              roles: dict[str, tuple[list[str], list[str]]] | None = None,
+              ids: dict[str, str] | None = None) -> BatchSummary:
     """Run the flow with the settings' concurrency limit."""
     runner = ThreadPoolTaskRunner(max_workers=settings.effective_concurrency)
     # Cached chunk results persist under the data folder, not Prefect's home.
     with temporary_settings(updates={PREFECT_LOCAL_STORAGE_PATH: str(settings.results_path)}):
-        return code_batch.with_options(task_runner=runner)(paths, settings, out_dir, roles)
+        return code_batch.with_options(task_runner=runner)(paths, settings, out_dir, roles, ids)

@@ -16,6 +16,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from jtbd.checks import check_code_options
+from jtbd.coding.parse import SUPPORTED_SUFFIXES
 from jtbd.settings import Settings, load_settings
 
 console = Console(stderr=True)
@@ -37,6 +39,7 @@ def _backend_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--chunk-tokens", type=int, help="chunk size in estimated tokens (default 2500)")
     g.add_argument("--overlap-tokens", type=int, help="chunk overlap in estimated tokens (default 200)")
     g.add_argument("--concurrency", type=int, help="chunks coded at once (default 1 local, 4 server)")
+    g.add_argument("--debug", action="store_true", help="show Prefect's logs and tracebacks of failures")
     g.add_argument("--interviewer", action="append", dest="interviewers", default=None,
                    help="an interviewer's speaker label; repeat for two interviewers")
     _store_options(g)
@@ -109,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return eval_cli.run(args, settings_from)
     except (ValueError, FileNotFoundError, RuntimeError) as err:
-        console.print(f"[red]error:[/red] {escape(str(err))}")
+        console.print(f"[red]error:[/red] {escape(str(err))}", soft_wrap=True)  # one line, also in a log
         return 2
 
 
@@ -117,9 +120,14 @@ def cmd_code(args: argparse.Namespace) -> int:
     from jtbd.flows.code_batch import run_batch
 
     settings = settings_from(args)
+    check_code_options(args.out, settings)
     run_dir = args.out or str(Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
-    with batch_progress():
+    with batch_progress(debug=args.debug):
         summary = run_batch(list(args.paths), settings, run_dir)
+    if not summary.transcripts_ok and not summary.transcripts_failed:
+        console.print(f"[red]error:[/red] no transcripts found in {escape(' '.join(args.paths))} "
+                      f"(looked for {', '.join(SUPPORTED_SUFFIXES)})", soft_wrap=True)
+        return 1
     print_summary(summary.as_dict())
     return 1 if summary.transcripts_failed else 0
 
@@ -127,9 +135,13 @@ def cmd_code(args: argparse.Namespace) -> int:
 class batch_progress:
     """A progress bar for transcripts and chunks, fed by the flow's events."""
 
+    def __init__(self, debug: bool = False) -> None:
+        self.debug = debug
+
     def __enter__(self) -> "batch_progress":
         from jtbd.coding import progress
 
+        self.restore_logs = _quiet_prefect() if not self.debug else (lambda: None)
         self.bar = Progress(TextColumn("{task.description:<12}"), BarColumn(), MofNCompleteColumn(),
                             TimeElapsedColumn(), console=console, transient=False)
         self.transcripts = self.bar.add_task("transcripts", total=None)
@@ -142,7 +154,9 @@ class batch_progress:
         return self
 
     def on_event(self, event: str, *args: Any, **kwargs: Any) -> None:
-        if event == "transcripts_total":
+        if event == "batch_planned":
+            console.print(plan_line(**kwargs), markup=False, soft_wrap=True)
+        elif event == "transcripts_total":
             self.bar.update(self.transcripts, total=args[0])
         elif event == "chunks_total":
             self.bar.update(self.chunks, total=(self.bar.tasks[self.chunks].total or 0) + args[0])
@@ -163,20 +177,55 @@ class batch_progress:
                               f"({task.elapsed or 0:.0f} s)")
         elif event == "transcript_done":
             self.bar.advance(self.transcripts)
-            if not kwargs.get("ok"):
-                console.print(f"[red]failed:[/red] {escape(str(args[0]))}")
-            elif self.plain:
+            if kwargs.get("ok") and self.plain:  # a failure is said once, with its reason, in the summary
                 console.print(f"coded: {args[0]}", markup=False)
 
     def __exit__(self, *exc: Any) -> None:
+        self.restore_logs()
         self.stop()
         if not self.plain:
             self.bar.stop()
 
 
+def plan_line(sentences: int, chunks: int, uncached_chunks: int, seconds: float | None) -> str:
+    """Said before the first model call, so nobody starts days of coding by accident."""
+    line = f"to code: {sentences} interviewee sentences in {chunks} chunks, {uncached_chunks} not in the cache"
+    if seconds is not None and uncached_chunks:
+        line += f"; about {_duration(seconds)} on the local model (a 2-core machine)"
+    return line
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _quiet_prefect() -> Any:
+    """Prefect logs every failed task with a traceback; the run's summary says each problem in
+    one line instead. --debug keeps Prefect's logs. Returns what puts the levels back."""
+    import logging
+
+    import prefect  # noqa: F401  (configures its loggers on import: set them after that)
+
+    loggers = [logging.getLogger(name) for name in list(logging.root.manager.loggerDict)
+               if name == "prefect" or name.startswith("prefect.")]
+    before = [(lg, lg.level) for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL + 1)
+
+    def restore() -> None:
+        for lg, level in before:
+            lg.setLevel(level)
+
+    return restore
+
+
 def print_summary(s: dict[str, Any]) -> None:
     for path, problem in s["transcripts_failed"]:
-        console.print(f"[red]error:[/red] {escape(f'{path}: {problem}')}")
+        console.print(f"[red]error:[/red] {escape(f'{path}: {problem}')}", soft_wrap=True)
     table = Table(title="jtbd code: summary", show_header=False)
     rows = [
         ("transcripts ok / failed", f"{len(s['transcripts_ok'])} / {len(s['transcripts_failed'])}"),
@@ -222,40 +271,65 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_forget(args: argparse.Namespace) -> int:
-    from jtbd.flows.code_batch import forget_cached_chunks
+    """Everything the data folder holds of these transcripts, with or without a store yet."""
+    from jtbd.coding.store import scrub_log
+    from jtbd.flows.code_batch import forget_results
 
     settings = settings_from(args)
-    store = _open_store(settings, embed=False)
-    known = store.transcripts()
-    removed = {tid: store.delete_transcript(tid) for tid in args.ids}
-    cached, unreadable = forget_cached_chunks(settings.results_path, set(args.ids))
-    for tid, n in removed.items():
-        if tid in known or n:
-            out.print(f"{tid}: {n} code{'' if n == 1 else 's'} removed from the store", markup=False)
-    out.print(f"{cached} cached chunk result{'' if cached == 1 else 's'} removed from {settings.results_path}",
-              markup=False)
-    if unreadable:
-        console.print(f"{unreadable} cached results in {settings.results_path} were written by another version "
-                      "and could not be read; they were left alone (delete that folder to remove every cached "
-                      "result)", markup=False)
+    known: dict[str, Any] = {}
+    removed: dict[str, int] = {}
+    if settings.chroma_url or settings.chroma_path.exists():
+        store = _open_store(settings, embed=False)
+        known = store.transcripts()
+        doomed = [code_id for tid in args.ids for code_id in store.ids_of(tid)]
+        removed = {tid: store.delete_transcript(tid) for tid in args.ids}
+        if not settings.chroma_url:  # a server's own log is the server's to compact
+            scrub_log(settings.chroma_path, doomed)
+    gone = forget_results(settings.results_path, set(args.ids))
+    for tid in args.ids:
+        if removed.get(tid):
+            _said(f"{tid}: {_plural(removed[tid], 'code')} removed from the store")
+        if gone.cached.get(tid):
+            _said(f"{tid}: {_plural(len(gone.cached[tid]), 'cached chunk result')} removed from {settings.results_path}")
+    if gone.failures:
+        _said(f"{_plural(len(gone.failures), 'failure record')} of an earlier version removed from "
+              f"{settings.results_path} (they could hold any transcript's words)")
     console.print("run folders (codes.jsonl, reports, normalised text) are yours to delete", markup=False)
-    missing = [tid for tid in args.ids if tid not in known and not removed[tid]]
+    missing = [tid for tid in args.ids if not removed.get(tid) and not gone.cached.get(tid)]
     if missing:
         shown = ", ".join(known) or "none"
-        console.print(f"[red]error:[/red] not in the store: {escape(', '.join(missing))} "
-                      f"(coded transcripts: {escape(shown)})")
+        console.print(f"[red]error:[/red] nothing stored or cached for: {escape(', '.join(missing))} "
+                      f"(coded transcripts in the store: {escape(shown)})", soft_wrap=True)
         return 1
     return 0
 
 
+def _said(line: str) -> None:
+    out.print(line, markup=False, soft_wrap=True)
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def cmd_search(args: argparse.Namespace) -> int:
+    # Before the store and the embedding model are opened; main prints the error in one line.
+    if args.k < 1:
+        raise ValueError(f"-k is {args.k}: it must be 1 or more (how many results to show)")
+    if not args.query.strip():
+        shown = repr(args.query[:20]) + ("..." if len(args.query) > 20 else "")
+        raise ValueError(f"the search query is {shown}: it must say what to look for, in words")
     settings = settings_from(args)
     store = _open_store(settings)
     hits = store.search(args.query, k=args.k, kind=args.kind, force=args.force,
                         transcript=args.transcript, speaker=args.speaker)
     if args.json:
+        from jtbd.coding.text import strip_controls
+
         for hit in hits:
-            out.print_json(json.dumps({"id": hit.id, "quote": hit.quote, "score": hit.score, **hit.meta}))
+            record = {"id": hit.id, "quote": hit.quote, "score": hit.score, **hit.meta}
+            # JSON escapes C0 controls but not C1 ones or DEL; stores from older versions can hold any.
+            out.print_json(json.dumps({k: strip_controls(v) if isinstance(v, str) else v for k, v in record.items()}))
     else:
         for hit in hits:
             out.print(quote_card(hit))
@@ -265,15 +339,20 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def quote_card(hit: Any) -> str:
+    from jtbd.coding.text import strip_controls
     from jtbd.schemas.transcript import format_timestamp
 
-    m = {k: escape(v) if isinstance(v, str) else v for k, v in hit.meta.items()}  # transcripts say "[laughs]"
-    quote = escape(hit.quote)
+    # A store written before the parser removed control characters can hold terminal escapes.
+    meta = {k: strip_controls(v) if isinstance(v, str) else v for k, v in hit.meta.items()}
+    m = {k: escape(v) if isinstance(v, str) else v for k, v in meta.items()}  # transcripts say "[laughs]"
+    quote = escape(strip_controls(hit.quote))
     when = format_timestamp(m["start_seconds"]) if m.get("start_seconds", -1) >= 0 else "no timestamp"
     line = f"line {m['source_line']}" if m.get("source_line", -1) >= 0 else ""
-    code = m["label"] + (f": {m['statement']}" if m.get("statement") else "")
-    context = f"...{escape(hit.meta.get('context_before', '')[-80:])} [bold]>>{quote}<<[/bold] " \
-              f"{escape(hit.meta.get('context_after', '')[:80])}..."
+    # A job statement is the model's summary of the quote above it (stores coded before
+    # `statement_source` existed hold model statements too): never shown as the interviewee's words.
+    code = m["label"] + (f" (model-written): {m['statement']}" if m.get("statement") else "")
+    context = f"...{escape(meta.get('context_before', '')[-80:])} [bold]>>{quote}<<[/bold] " \
+              f"{escape(meta.get('context_after', '')[:80])}..."
     return (f"[bold cyan]\"{quote}\"[/bold cyan]\n"
             f"  {code}  |  {m['source']}{' ' + line if line else ''}  |  {m['speaker']}  |  {when}  |  similarity {hit.score}\n"
             f"  [dim]{context}[/dim]\n")

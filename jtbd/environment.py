@@ -11,6 +11,9 @@ DEFAULTS = {
     "PREFECT_LOGGING_LEVEL": "WARNING",  # the CLI shows its own progress
     "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
     "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "false",
+    # Task logs quote errors, and an error can quote a participant: keep them out of Prefect's
+    # database, which `jtbd forget` cannot reach.
+    "PREFECT_LOGGING_TO_API_ENABLED": "false",
     "ANONYMIZED_TELEMETRY": "False",  # chroma
     "ORT_DISABLE_TELEMETRY": "1",  # onnxruntime
     "TOKENIZERS_PARALLELISM": "false",

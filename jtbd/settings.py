@@ -8,11 +8,21 @@ read from the environment only, never from a file, and never printed.
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+
+MB = 2**20  # bytes in the MB of max_file_mb
+# Larger transcript files are refused before they are read. An hour of interview is
+# 7,000-10,000 words, about 60 kB of text or 1 MB as .docx; 20 MB leaves room for a
+# day-long workshop or a .docx full of screenshots, yet stops a mislabelled recording,
+# a log or a disk image from filling memory.
+DEFAULT_MAX_FILE_MB = 20.0
 
 
 def _data_home() -> Path:
@@ -44,6 +54,7 @@ class Settings:
     embeddings: str = "local"  # local (MiniLM int8 ONNX) | openai
     embedding_model: str = "text-embedding-3-small"
     interviewers: tuple[str, ...] = ()
+    max_file_mb: float = DEFAULT_MAX_FILE_MB  # larger transcript files are refused unread
 
     @property
     def api_key(self) -> str:
@@ -55,6 +66,10 @@ class Settings:
         if self.concurrency > 0:
             return self.concurrency
         return 1 if self.backend == "local" else 4
+
+    @property
+    def max_file_bytes(self) -> int:
+        return int(self.max_file_mb * MB)
 
     @property
     def chroma_path(self) -> Path:
@@ -95,6 +110,7 @@ def config_file(explicit: str | None = None) -> Path | None:
 
 def load_settings(flags: dict[str, Any] | None = None, config: str | None = None) -> Settings:
     values: dict[str, Any] = {}
+    sources: dict[str, str] = {}  # how each value was given, so a bad one is named as the user wrote it
     path = config_file(config)
     if path:
         try:
@@ -105,23 +121,90 @@ def load_settings(flags: dict[str, Any] | None = None, config: str | None = None
             if key not in {f.name for f in fields(Settings)}:
                 raise ValueError(f"{path}: unknown setting {key!r}")
             values[key] = _coerce(key, value, str(path))
+            sources[key] = f"{path}: {key}"
     for f in fields(Settings):
         for var in _ENV_ALIASES.get(f.name, (f"JTBD_{f.name.upper()}",)):
             if os.environ.get(var):
                 values[f.name] = _coerce(f.name, os.environ[var], f"environment variable {var}")
+                sources[f.name] = f"environment variable {var}"
                 break
     for key, value in (flags or {}).items():
         if value not in (None, (), ""):
-            values[key] = _coerce(key, value, "--" + key.replace("_", "-"))
+            sources[key] = "--" + key.replace("_", "-")
+            values[key] = _coerce(key, value, sources[key])
     settings = replace(Settings(), **values)
-    _check(settings)
+    _check(settings, sources)
+    # Not a field (it is no setting): checks that need I/O (jtbd.checks) name options by it too.
+    object.__setattr__(settings, "_sources", sources)
     return settings
 
 
-def _check(s: Settings) -> None:
+def source_of(settings: Settings, name: str, sources: dict[str, str] | None = None) -> str:
+    """How a setting was given: '--chunk-tokens', 'environment variable JTBD_CHUNK_TOKENS' or
+    'jtbd.toml: chunk_tokens'; 'setting chunk_tokens' for a default or a value set in code."""
+    known = sources if sources is not None else getattr(settings, "_sources", {})
+    return known.get(name, f"setting {name}")
+
+
+def _shown(value: Any) -> str:
+    """A value in one line: repr escapes line breaks; a long JSON body is cut."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+# setting: (test, what is allowed). Outside these a value fails late (after the model is
+# loaded, or in every chunk) or hangs, so it is refused before any work.
+_RANGES = {
+    "chunk_tokens": (lambda v: v >= 1, "1 or more"),
+    "overlap_tokens": (lambda v: v >= 0, "0 or more"),
+    "concurrency": (lambda v: v >= 0, "0 (automatic: 1 for the local model, 4 for a server) or more"),
+    "n_ctx": (lambda v: v >= 1, "1 or more (tokens of the local model's context)"),
+    "n_threads": (lambda v: v >= 0, "0 (every core) or more"),
+    "max_retries": (lambda v: v >= 0, "0 or more"),
+    "task_retries": (lambda v: v >= 0, "0 or more"),
+    "timeout": (lambda v: math.isfinite(v) and v > 0, "a number of seconds above 0"),
+    "max_file_mb": (lambda v: math.isfinite(v) and v > 0, "a number of MB above 0"),
+}
+
+
+def _check(s: Settings, sources: dict[str, str] | None = None) -> None:
+    def bad(name: str, allowed: str) -> ValueError:
+        return ValueError(f"{source_of(s, name, sources)} is {_shown(getattr(s, name))}: {allowed}")
+
     if s.backend not in ("local", "openai"):
-        raise ValueError(f"backend must be 'local' or 'openai', not {s.backend!r}")
+        raise bad("backend", "backend must be 'local' or 'openai'")
+    for name, (ok, allowed) in _RANGES.items():
+        if not ok(getattr(s, name)):
+            raise bad(name, f"it must be {allowed}")
+    for name, example in (("base_url", "http://localhost:8080/v1"), ("chroma_url", "http://localhost:8000")):
+        if getattr(s, name) and not _is_http_url(getattr(s, name)):
+            # Without a scheme the clients read "localhost" as one and retry a connection for half a minute.
+            raise bad(name, f"it must be a URL that starts with http:// or https://, e.g. {example}")
+    problem = _json_object_problem(s.extra_body) if s.extra_body else ""
+    if problem:  # else each transcript fails with it, after the model work before it
+        raise bad("extra_body", f"it must be a JSON object, e.g. '{{\"repeat_penalty\": 1.0}}' ({problem})")
     if s.backend == "openai" and not s.model:
         raise ValueError("the openai backend needs a model name: --model or JTBD_MODEL")
     if s.overlap_tokens >= s.chunk_tokens:
-        raise ValueError("overlap_tokens must be smaller than chunk_tokens")
+        raise bad("overlap_tokens", f"overlap_tokens must be smaller than chunk_tokens "
+                                    f"({source_of(s, 'chunk_tokens', sources)} is {s.chunk_tokens})")
+
+
+def _is_http_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (raises on a port that is not a number)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def _json_object_problem(text: str) -> str:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        return f"not valid JSON: {err.msg} at column {err.colno}"
+    except (RecursionError, ValueError):  # nested too deeply, or an integer of thousands of digits
+        return "not valid JSON"
+    kinds = {list: "a list", str: "a string", int: "a number", float: "a number", bool: "true or false"}
+    return "" if isinstance(value, dict) else f"not an object but {kinds.get(type(value), 'null')}"

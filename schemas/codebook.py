@@ -18,7 +18,7 @@ from functools import lru_cache
 from enum import Enum
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, Field, ValidationInfo, create_model, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationInfo, computed_field, create_model, field_validator, model_validator
 
 
 class ForceType(str, Enum):
@@ -115,6 +115,14 @@ class JobStory(_Code):
     @property
     def statement(self) -> str:
         return f"When {self.situation}, I want to {self.motivation}, so I can {self.outcome}."
+
+    # The quote is the interviewee's words; the statement is the model's summary of them, and every
+    # dump says so. Computed, not stored: the validation schema (and so schema_version and every
+    # cached chunk) stays the same.
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def statement_source(self) -> Literal["model"]:
+        return "model"
 
     @property
     def label(self) -> str:

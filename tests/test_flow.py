@@ -391,6 +391,6 @@ def test_list_and_forget_a_transcript(coded, capsys, monkeypatch):
     stored = sum(summary.codes.values())
     assert f"espresso_machine: {stored} codes removed from the store" in said.out
     assert f"{summary.chunks} cached chunk result{'' if summary.chunks == 1 else 's'} removed" in said.out
-    assert "not in the store: no_such_call" in said.err
+    assert "nothing stored or cached for: no_such_call" in said.err
     assert _stored(settings)["ids"] == [] and list(results.glob("jtbd-chunk-*")) == []
     assert main(["list", *flags]) == 0 and "coded transcripts in the store: 0" in capsys.readouterr().out
