@@ -112,6 +112,22 @@ def prefect_harness(tmp_path_factory):
         yield
 
 
+@pytest.fixture(autouse=True)
+def _fresh_llms():
+    """A test that wraps the client in a fault must not leave that client cached for the next test."""
+    from jtbd.coding import backends
+
+    yield
+    backends._LLMS.clear()
+
+
+def run_paths(paths, settings, out_dir):
+    """The code_batch flow on these files or folders."""
+    from jtbd.flows.code_batch import run_batch
+
+    return run_batch([str(p) for p in paths], settings, str(out_dir))
+
+
 @pytest.fixture()
 def data_dir(tmp_path, monkeypatch):
     """A private Chroma store and result cache for one test."""

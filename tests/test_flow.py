@@ -13,26 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import RERECORD, ROOT, server_settings
+from conftest import RERECORD, ROOT, run_paths as _run, server_settings
 
 EXAMPLE = ROOT / "examples" / "espresso_machine.txt"
 CASSETTE = "flow/espresso_machine.yaml"
 SHORT = ROOT / "tests" / "data" / "short_interview.txt"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_llms():
-    """A test that wraps the client in a fault must not leave that client cached for the next test."""
-    from jtbd.coding import backends
-
-    yield
-    backends._LLMS.clear()
-
-
-def _run(paths, settings, out_dir):
-    from jtbd.flows.code_batch import run_batch
-
-    return run_batch([str(p) for p in paths], settings, str(out_dir))
 
 
 def _fail_on_cassette_miss(summary) -> None:

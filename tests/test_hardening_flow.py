@@ -17,26 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, server_settings
+from conftest import ROOT, run_paths as _run, server_settings
 
 EXAMPLE = ROOT / "examples" / "espresso_machine.txt"
 CASSETTE = "flow/espresso_machine.yaml"
 SHORT = ROOT / "tests" / "data" / "short_interview.txt"
 KEY = b"sk-test-SECRET-5f0c2a9e7d"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_llms():
-    from jtbd.coding import backends
-
-    yield
-    backends._LLMS.clear()
-
-
-def _run(paths, settings, out_dir):
-    from jtbd.flows.code_batch import run_batch
-
-    return run_batch([str(p) for p in paths], settings, str(out_dir))
 
 
 def _stored(settings):
