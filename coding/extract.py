@@ -26,9 +26,8 @@ from jtbd.coding.ground import Span, ground_quote, unsupported_statement
 from jtbd.coding.sentences import Sentence, split_sentences
 from jtbd.prompts import PromptPass, Strategy
 from jtbd.schemas.codebook import (
-    DRAFT_MODELS, RATED_LABELS, Alignment, Force, ForceType, FoundSentences, Grounding, JobsAndQuotes,
-    JobStory, Provenance, Quote, QuotedCodes, SentenceCodes, SentenceRating, Trigger, found_sentences_for,
-    sentence_codes_for,
+    DRAFT_MODELS, RATED_LABELS, Alignment, Force, ForceType, Grounding, JobsAndQuotes, JobStory, Provenance,
+    Quote, QuotedCodes, SentenceRating, Trigger,
 )
 from jtbd.schemas.transcript import Transcript, Turn
 
@@ -75,16 +74,8 @@ def build_excerpt(transcript: Transcript, chunk: Chunk, numbered: bool = True) -
     return Excerpt("\n".join(lines), numbers, tuple(turns))
 
 
-TOKENS_PER_SENTENCE_CODE = 16  # {"n": 12, "code": "anxiety"}, with room to spare
-
-
 def response_model_for(prompt: PromptPass, excerpt: Excerpt) -> tuple[type[BaseModel], int]:
     """The response model and max_tokens for one pass over one excerpt."""
-    if prompt.response_model == "SentenceCodes":
-        count = len(excerpt.numbered)
-        return sentence_codes_for(count), min(prompt.max_tokens, TOKENS_PER_SENTENCE_CODE * count + 32)
-    if prompt.response_model == "FoundSentences":
-        return found_sentences_for(len(excerpt.numbered)), prompt.max_tokens
     return DRAFT_MODELS[prompt.response_model], prompt.max_tokens
 
 
@@ -160,12 +151,6 @@ def code_chunk(llm: Any, transcript: Transcript, chunk: Chunk, strategy: Strateg
 
 def drafts_to_codes(draft: BaseModel, transcript: Transcript, excerpt: Excerpt,
                     provenance: Provenance) -> tuple[list[Any], list[dict]]:
-    if isinstance(draft, SentenceCodes):
-        return [_labelled(item.code, _sentence_span(s), transcript, provenance)
-                for item in draft.items if item.code != "none" and (s := excerpt.numbered.get(item.n))], []
-    if isinstance(draft, FoundSentences):
-        return [_labelled(code, _sentence_span(s), transcript, provenance)
-                for n, code in draft.labelled() if (s := excerpt.numbered.get(n))], []
     if isinstance(draft, JobsAndQuotes):
         return _jobs_and_quotes(draft, transcript, excerpt, provenance)
     if isinstance(draft, QuotedCodes):

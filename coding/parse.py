@@ -24,6 +24,7 @@ import re
 import stat
 import zipfile
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePath
 from xml.etree import ElementTree
@@ -178,13 +179,15 @@ def _txt_pass(numbered: list[tuple[int, str]], loose: bool) -> list[_Cue]:
         stamps = set()
     read = {i: _read_line(line, loose) for i, line in enumerate(lines) if i not in headers and i - 1 not in stamps}
     counts = Counter(label for label, _, _ in read.values() if label)
+    labelled = {i: said for i, (label, said, _) in read.items() if label and _is_speaker_label(label, counts, loose)}
+    labels = [line if i in headers else labelled[i].speaker if i in labelled else None for i, line in enumerate(lines)]
+    in_answers = _labels_in_answers(labels, [i in labelled and bool(labelled[i].text) for i in range(len(lines))])
     cues = []
     for i, (number, line) in enumerate(numbered):
         if i in headers:
             cues.append(_Cue("", line, headers[i]))
         elif i in read:
-            label, said, plain = read[i]
-            cues.append(replace(said if label and _is_speaker_label(label, counts, loose) else plain, line=number))
+            cues.append(replace(labelled[i] if i in labelled and i not in in_answers else read[i][2], line=number))
     return cues
 
 
@@ -226,10 +229,39 @@ def _label_prefixes(cues: list[_Cue], brackets: bool) -> list[_Cue]:
     """Speakers from a "Name: text" (or "[Name] text") prefix of cues that have none."""
     split = [(c, *_split_label(c.text, brackets)) if c.speaker is None else (c, None, c.text) for c in cues]
     counts = Counter(label for _, label, _ in split if label)
+    found = [label if label and _is_speaker_label(label, counts) else None for _, label, _ in split]
+    in_answers = _labels_in_answers([cue.speaker or label for (cue, _, _), label in zip(split, found)],
+                                    [bool(label and said) for (_, _, said), label in zip(split, found)])
     return [
-        replace(cue, speaker=label, text=said) if label and _is_speaker_label(label, counts) else cue
-        for cue, label, said in split
+        replace(cue, speaker=label, text=said) if label and i not in in_answers else cue
+        for i, ((cue, _, said), label) in enumerate(zip(split, found))
     ]
+
+
+def _labels_in_answers(labels: list[str | None], spoken: list[bool]) -> set[int]:
+    """Lines whose label is words of an answer, not a speaker: "Price: it was double..." and
+    "Support: nobody answered..." as an interviewee lists what went wrong. `labels` is each line's
+    speaker label (None for a line without one), `spoken` whether text follows it on the line.
+
+    A speaker recurs as a turn header and alternates with others. So where two labels or more
+    each head two lines or more, name labels that each head a single line are text of the answer
+    they follow when two or more of them come in a row (a list). A single one stays a speaker (a
+    husband who says hello once), and so do role labels ("Speaker 3", "Interviewer 2"), another
+    spelling of a speaker's name, a label alone on its line (a header) and labels before the first
+    speaker's turn.
+    """
+    variants = _name_variants(Counter(label for label in labels if label))
+    named = [variants.get(label, label) for label in labels]
+    heads = Counter(label for label in named if label)
+    if sum(n >= 2 for n in heads.values()) < 2:  # no conversation to measure against (a 2-line file)
+        return set()
+
+    def once(i: int) -> bool:
+        return spoken[i] and heads[named[i]] == 1 and not _role_label(named[i])
+
+    runs = [list(run) for _, run in itertools.groupby((i for i, label in enumerate(named) if label), key=once)]
+    # the first run is before any speaker's turn: a title block ("Attendees: ...", "Product: ...")
+    return {i for run in runs[1:] if len(run) >= 2 and once(run[0]) for i in run}
 
 
 # --- subtitles: WebVTT and SubRip ---------------------------------------------
@@ -447,6 +479,11 @@ def _labelled_interviewer(label: str) -> bool:
     return bool(_INTERVIEWER_WORD.search(label) or re.fullmatch(r"(?:q|i|int)\.?", label, re.I))
 
 
+def _role_label(label: str) -> bool:
+    """A label naming a role, not a person: "Interviewer", "Speaker 2", "P3", "Q"."""
+    return bool(_SPEAKER_LIKE.fullmatch(label)) or _labelled_interviewer(label)
+
+
 def _names_match(name: str, label: str) -> bool:
     """Case-insensitive whole-word match: "sam" matches "Sam (Interviewer)", not "Samantha"."""
     name = name.strip()
@@ -549,6 +586,14 @@ def _merge_name_variants(cues: list[_Cue]) -> list[_Cue]:
     the commonest. Role labels ("Interviewer", "Speaker 2", "Sam (Host)") are left as they are,
     and so is a first name that begins two full names ("Sam" beside "Sam Lee" and "Sam Ortiz")."""
     counts = Counter(c.speaker for c in cues if c.speaker)
+    canonical = _name_variants(counts)
+    if all(canonical.get(label, label) == label for label in counts):
+        return cues
+    return [replace(c, speaker=canonical.get(c.speaker, c.speaker)) if c.speaker else c for c in cues]
+
+
+def _name_variants(counts: Counter) -> dict[str, str]:
+    """The label each name label stands for (itself if none other), from how often each heads a line."""
     names = [label for label in counts if _looks_like_name(label) and not _SPEAKER_LIKE.fullmatch(label)
              and not _labelled_interviewer(label)]
     spellings: dict[tuple[str, ...], list[str]] = {}
@@ -559,9 +604,7 @@ def _merge_name_variants(cues: list[_Cue]) -> list[_Cue]:
         longer = [w for w in spellings if len(w) > len(words) and w[:len(words)] == words]
         if len(longer) == 1:
             canonical.update(dict.fromkeys(same, canonical[spellings[longer[0]][0]]))
-    if all(canonical.get(label, label) == label for label in counts):
-        return cues
-    return [replace(c, speaker=canonical.get(c.speaker, c.speaker)) if c.speaker else c for c in cues]
+    return canonical
 
 
 def _continue_speakers(cues: list[_Cue]) -> list[_Cue]:
@@ -628,6 +671,14 @@ def parse_transcript(text: str, source: str, fmt: str, interviewers=(), intervie
         return _parse(text.removeprefix("\ufeff"), source, fmt, interviewers, interviewees)
     except _Problem as problem:
         raise TranscriptError(source, str(problem)) from None
+
+
+def speaker_roles(transcript: Transcript) -> list[tuple[str, str, int]]:
+    """Who was found in a transcript, in order of first turn: (speaker label, role, number of
+    turns), so a run's summary can show the role each speaker was given."""
+    turns = Counter(turn.speaker for turn in transcript.turns)
+    roles = {turn.speaker: turn.role.value for turn in transcript.turns}
+    return [(speaker, role, turns[speaker]) for speaker, role in roles.items()]
 
 
 # --- the file -----------------------------------------------------------------
@@ -699,12 +750,17 @@ def _decode(data: bytes, path: Path) -> str:
 
 
 _WORD = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
+# Word writes a text box twice, as a drawing (mc:Choice) and as an older VML shape (mc:Fallback).
+_FALLBACK = "{http://schemas.openxmlformats.org/markup-compatibility/2006}Fallback"
+_PARAGRAPH = f"{_WORD}p"
+_RUN_TEXT = {f"{_WORD}tab": "\t", f"{_WORD}br": "\n", f"{_WORD}cr": "\n"}  # w:t holds the words
 _DOCX_LIMIT = 64 * 2**20  # bytes of document XML: a long interview is well under 1 MB
 
 
 def _docx_text(data: bytes, path: Path) -> str:
-    """A Word .docx file's text: one line per paragraph (in tables too), in document order; a tab
-    as a tab and a manual line break as a line break. Comments, headers and footers are left out."""
+    """A Word .docx file's text: one line per paragraph (in tables and text boxes too), in document
+    order; a tab as a tab and a manual line break as a line break. Comments, headers and footers
+    (other parts of the file) are left out."""
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             info = archive.getinfo("word/document.xml")
@@ -717,18 +773,30 @@ def _docx_text(data: bytes, path: Path) -> str:
         raise TranscriptError(path, "not a Word .docx file (no word/document.xml inside)") from None
     except ElementTree.ParseError as error:
         raise TranscriptError(path, f"the document's XML does not parse: {error}") from None
-    lines = []
-    for paragraph in root.iter(f"{_WORD}p"):
-        parts = []
-        for node in paragraph.iter():
-            if node.tag == f"{_WORD}t":
-                parts.append(node.text or "")
-            elif node.tag == f"{_WORD}tab":
-                parts.append("\t")
-            elif node.tag in (f"{_WORD}br", f"{_WORD}cr"):
-                parts.append("\n")
-        lines.append("".join(parts))
-    return "\n".join(lines)
+    return "\n".join(_paragraph_text(p) for p in _in_order(root, stop=(_FALLBACK,)) if p.tag == _PARAGRAPH)
+
+
+def _in_order(node: ElementTree.Element, stop: tuple[str, ...]) -> Iterator[ElementTree.Element]:
+    """The elements below `node` in document order, leaving out `stop` elements and all inside
+    them: a loop, not recursion, as a crafted file can nest thousands deep."""
+    below = list(reversed(node))
+    while below:
+        element = below.pop()
+        if element.tag not in stop:
+            yield element
+            below.extend(reversed(element))
+
+
+def _paragraph_text(paragraph: ElementTree.Element) -> str:
+    """The paragraph's own text. A text box anchored in it holds paragraphs of its own, each read as
+    a line of its own, never glued onto this one."""
+    parts = []
+    for node in _in_order(paragraph, stop=(_PARAGRAPH, _FALLBACK)):
+        if node.tag == f"{_WORD}t":
+            parts.append(node.text or "")
+        elif node.tag in _RUN_TEXT:
+            parts.append(_RUN_TEXT[node.tag])
+    return "".join(parts)
 
 
 def _file_text(data: bytes, path: Path) -> str:

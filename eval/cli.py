@@ -1,10 +1,13 @@
-"""`jtbd eval` and `jtbd gold check`: the evaluation side of the command line."""
+"""What `jtbd eval` and `jtbd gold check` do, as plain functions that the command line
+(jtbd.cli) calls. No parsing of arguments here and no import of jtbd.cli: the command line is
+the layer above, and hands in what `jtbd eval` shares with `jtbd code` (progress bar, summary)."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -15,26 +18,17 @@ console = Console(stderr=True)
 out = Console()
 
 
-def add_parsers(sub: Any, backend_options: Callable[[argparse.ArgumentParser], None]) -> None:
-    gold = sub.add_parser("gold", help="work with hand-coded gold sets")
-    gold_sub = gold.add_subparsers(dest="gold_command", required=True)
-    check = gold_sub.add_parser("check", help="validate a folder of <id>.gold.json files")
-    check.add_argument("folder")
-    ev = sub.add_parser("eval", help="code a gold set with the normal flow and score it")
-    ev.add_argument("--gold", help="folder of transcripts with <id>.gold.json beside them (default: the bundled set)")
-    ev.add_argument("--split", default="all", help="dev | test | all (bundled set only)")
-    ev.add_argument("--baseline", help="a scores JSON to compare against; exits 1 on a regression")
-    ev.add_argument("--update-baseline", action="store_true", help="write the scores to --baseline")
-    ev.add_argument("--report", help="write a Markdown (.md) or HTML (.html) report here")
-    ev.add_argument("--scores", help="write the scores JSON here")
-    ev.add_argument("--out", help="run folder for the coded gold transcripts")
-    backend_options(ev)
+@dataclass(frozen=True)
+class EvalOptions:
+    """`jtbd eval`'s own options (the settings come separately)."""
 
-
-def run(args: argparse.Namespace, settings_from: Callable[[argparse.Namespace], Any]) -> int:
-    if args.command == "gold":
-        return cmd_gold_check(Path(args.folder))
-    return cmd_eval(args, settings_from(args))
+    gold: str | None = None  # a gold folder; None: the bundled set's `split`
+    split: str = "all"
+    out: str | None = None  # run folder; None: runs/eval-<date-time>
+    report: str | None = None  # .md or .html
+    scores: str | None = None  # None: scores.json in the run folder
+    baseline: str | None = None
+    update_baseline: bool = False
 
 
 def cmd_gold_check(folder: Path) -> int:
@@ -55,16 +49,17 @@ def cmd_gold_check(folder: Path) -> int:
     return 1 if problems else 0
 
 
-def cmd_eval(args: argparse.Namespace, settings: Any) -> int:
+def cmd_eval(options: EvalOptions, settings: Any, progress: AbstractContextManager,
+             print_summary: Callable[[dict[str, Any]], None]) -> int:
+    """Code the gold set under `progress`, print the run's summary and the scores, write them
+    (and the report), compare with the baseline. Exit status as `jtbd eval` documents it."""
     from jtbd.eval.report import html_report, markdown_report, transcript_section
     from jtbd.eval.runner import bundled_gold, evaluate, predicted_codes, write_json
     from jtbd.eval.score import coded_from_gold, compare_to_baseline
 
-    gold_dir = Path(args.gold) if args.gold else bundled_gold(args.split)
-    out_dir = Path(args.out or Path("runs") / ("eval-" + time.strftime("%Y%m%d-%H%M%S")))
-    from jtbd.cli import batch_progress, print_summary
-
-    with batch_progress(debug=args.debug):
+    gold_dir = Path(options.gold) if options.gold else bundled_gold(options.split)
+    out_dir = Path(options.out or Path("runs") / ("eval-" + time.strftime("%Y%m%d-%H%M%S")))
+    with progress:
         ev = evaluate(gold_dir, settings, out_dir)
     print_summary(ev.summary)
     if ev.summary["gold_problems"]:
@@ -79,23 +74,23 @@ def cmd_eval(args: argparse.Namespace, settings: Any) -> int:
             console.print("  " + line, markup=False, highlight=False, soft_wrap=True)
     scores = ev.scores_dict()
     print_scores(scores)
-    write_json(Path(args.scores) if args.scores else out_dir / "scores.json", scores)
-    if args.report:
+    write_json(Path(options.scores) if options.scores else out_dir / "scores.json", scores)
+    if options.report:
         sections = [transcript_section(g.transcript, [coded_from_gold(c) for c in g.codes],
                                        predicted_codes(ev.predicted[g.transcript.id]) if g.transcript.id in ev.predicted else [])
                     for g in ev.gold]
         text = markdown_report(scores, sections)
-        Path(args.report).write_text(html_report(text) if args.report.endswith(".html") else text, encoding="utf-8")
-        console.print(f"report written to {args.report}", markup=False)
+        Path(options.report).write_text(html_report(text) if options.report.endswith(".html") else text, encoding="utf-8")
+        console.print(f"report written to {options.report}", markup=False)
     failed = ev.summary["transcripts_failed"] or ev.summary["gold_problems"]
-    return _gate(args, scores, compare_to_baseline, write_json) or (1 if failed else 0)
+    return _gate(options, scores, compare_to_baseline, write_json) or (1 if failed else 0)
 
 
-def _gate(args: argparse.Namespace, scores: dict, compare: Callable, write_json: Callable) -> int:
-    if not args.baseline:
+def _gate(options: EvalOptions, scores: dict, compare: Callable, write_json: Callable) -> int:
+    if not options.baseline:
         return 0
-    baseline_path = Path(args.baseline)
-    if args.update_baseline:
+    baseline_path = Path(options.baseline)
+    if options.update_baseline:
         write_json(baseline_path, scores)
         console.print(f"baseline updated: {baseline_path}", markup=False)
         return 0

@@ -6,7 +6,6 @@ Works on any folder in the gold format. The bundled set lives in
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass
 from importlib import resources
@@ -19,7 +18,7 @@ from jtbd.eval.score import (
     scores_to_dict, score_codes,
 )
 from jtbd.schemas.codebook import CodedTranscript
-from jtbd.settings import Settings
+from jtbd.settings import Settings, with_changes
 
 EVAL_COLLECTION = "jtbd_eval"  # keep gold transcripts out of the analysts' collection
 
@@ -114,7 +113,7 @@ def code_gold(gold: list[GoldSet], settings: Settings, out_dir: Path) -> Any:
 
     roles = {str(g.transcript_path): (list(g.interviewers), list(g.interviewees)) for g in gold}
     ids = {str(g.transcript_path): g.transcript.id for g in gold}
-    return run_batch(list(roles), dataclasses.replace(settings, collection=EVAL_COLLECTION), str(out_dir),
+    return run_batch(list(roles), with_changes(settings, collection=EVAL_COLLECTION), str(out_dir),
                      roles=roles, ids=ids)
 
 

@@ -1,19 +1,19 @@
-"""The `code_batch` Prefect flow: wiring only, the work lives in jtbd.coding.
+"""The `code_batch` Prefect flow: wiring only, the work lives in jtbd.coding.pipeline.
 
-    discover -> parse (task per transcript) -> chunk -> code (task per chunk,
-    cached, retried) -> merge -> store in Chroma (task per transcript) -> write run folder
+    discover -> identify -> parse (task per transcript) -> plan chunk jobs -> code (task per
+    chunk, cached, retried) -> finish (decide, merge) -> store in Chroma (per transcript, as
+    soon as its chunks are done) -> write run folder
 
-A chunk task's cache key is the exact model input (chunk text and the excerpt
-each pass sends) plus the prompt version, schema version, model and decoding
-settings; results persist under the data folder, so a re-run of a coded batch
-makes no LLM call and an interrupted batch resumes where it stopped.
+A chunk task's result is cached under its job's key (coding/pipeline.py `cache_key`: the exact
+model input and everything about the model that can change an answer) under the data folder,
+so a re-run of a coded batch makes no LLM call and an interrupted batch resumes where it
+stopped. Only successful results are persisted: a failure is one line, never a pickled error.
 """
 
 from __future__ import annotations
 
 import jtbd.environment  # noqa: F401  (quiet, offline defaults before prefect loads)
 
-import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -25,22 +25,19 @@ from prefect.serializers import PickleSerializer
 from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, temporary_settings
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.tasks import exponential_backoff
+from pydantic import Field
 
-from jtbd.coding import backends, progress
-from jtbd.coding.chunk import Chunk, chunk_transcript
+from jtbd.coding import backends, pipeline, progress
+from jtbd.coding.decide import RatedSentence, decision_settings
 from jtbd.coding.embed import make_embedder
-from jtbd.coding.decide import decide, decision_settings
-from jtbd.coding.extract import (ChunkResult, build_excerpt, code_chunk, context_of, decided_codes,
-                                 keep_supported_jobs)
-from jtbd.coding.identity import IdCollision, SourceFile, StoredSource, source_file, transcript_ids
+from jtbd.coding.extract import ChunkResult, context_of
+from jtbd.coding.identity import SourceFile, source_file
 from jtbd.coding.inputs import discover
-from jtbd.coding.merge import merge_codes
 from jtbd.coding.outputs import write_run
-from jtbd.coding.parse import TranscriptError, load_transcript
-from jtbd.coding.retry import is_transient
-from jtbd.coding.sentences import split_sentences
+from jtbd.coding.parse import load_transcript, speaker_roles
+from jtbd.coding.retry import describe_error, is_transient
 from jtbd.coding.store import CodeStore, open_collection
-from jtbd.prompts import load_strategy
+from jtbd.prompts import Strategy, load_strategy
 from jtbd.schemas.codebook import KINDS, CodedTranscript, Provenance, schema_version
 from jtbd.schemas.transcript import Transcript
 from jtbd.settings import Settings
@@ -50,6 +47,9 @@ from jtbd.settings import Settings
 class BatchSummary:
     transcripts_ok: list[str] = field(default_factory=list)
     transcripts_failed: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # files that are not transcripts
+    transcript_ids: dict[str, str] = field(default_factory=dict)  # path -> id
+    speakers: dict[str, list[tuple[str, str, int]]] = field(default_factory=dict)  # path -> (label, role, turns)
     chunks: int = 0
     cache_hits: int = 0
     codes: dict[str, int] = field(default_factory=lambda: {k: 0 for k in KINDS})
@@ -63,13 +63,15 @@ class BatchSummary:
     prompt_version: str = ""
     schema_version: str = ""
     model: str = ""
+    # What each transcript's decision read, for scripts that fit it (not written to summary.json).
+    ratings: dict[str, list[RatedSentence]] = field(default_factory=dict, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if k != "ratings"}
 
 
 def chunk_cache_key(_context: Any, parameters: dict[str, Any]) -> str:
-    return parameters["cache_key"]
+    return parameters["job"].cache_key
 
 
 def retry_transient(_task: Any, _run: Any, state: Any) -> bool:
@@ -81,19 +83,19 @@ class ChunkFailed(Exception):
     """A chunk that could not be coded, as one line. The model client's own error is never what
     Prefect sees: an openai error carries its httpx request, with the API key and the prompt."""
 
-    def __init__(self, reason: str, transient: bool = False) -> None:
-        super().__init__(reason, transient)
-        self.reason, self.transient = reason, transient
+    def __init__(self, problem: str, transient: bool = False) -> None:
+        super().__init__(problem, transient)
+        self.problem, self.transient = problem, transient
 
     def __str__(self) -> str:
-        return self.reason
+        return self.problem
 
 
 class SuccessOnlySerializer(PickleSerializer):
     """Persists what a chunk task returns (the cache) and refuses to persist a failure: Prefect
     then logs that the failure was not written and goes on, so no failure record reaches disk."""
 
-    type: str = "jtbd-success-pickle"
+    type: str = Field(default="jtbd-success-pickle", frozen=True)
 
     def dumps(self, obj: Any) -> bytes:
         if isinstance(obj, BaseException):
@@ -115,24 +117,21 @@ RETRY_DELAYS = exponential_backoff(backoff_factor=2)  # 2, 4, 8 ... seconds, wit
 @task(name="code-chunk", retries=3, retry_delay_seconds=RETRY_DELAYS, retry_jitter_factor=0.5,
       retry_condition_fn=retry_transient, cache_key_fn=chunk_cache_key, persist_result=True,
       result_serializer=SuccessOnlySerializer())
-def code_chunk_task(transcript: Transcript, chunk: Chunk, settings: Settings,
-                    provenance: Provenance, cache_key: str) -> ChunkResult:
+def code_chunk_task(job: pipeline.ChunkJob, settings: Settings, strategy: Strategy,
+                    provenance: Provenance) -> ChunkResult:
     try:
-        llm = backends.get_llm(settings)
-        result = code_chunk(llm, transcript, chunk, load_strategy(settings.strategy), provenance,
-                            max_retries=settings.max_retries, notify=progress.emit)
+        result = pipeline.run_job(job, settings, strategy, provenance, notify=progress.emit)
     except Exception as exc:
         raise ChunkFailed(describe_error(exc), is_transient(exc)) from exc
-    progress.emit("chunk_done", chunk.key)
+    progress.emit("chunk_done", job.chunk.key)
     return result
 
 
 @task(name="store-transcript")
 def store_task(coded: CodedTranscript, transcript: Transcript, settings: Settings, source: SourceFile) -> int:
-    store = _store(settings, embed=True)
     contexts = [context_of(c, transcript) for c in coded.codes]
-    return store.replace_transcript(coded.transcript, coded.codes, contexts,
-                                    {"source_path": source.path, "source_sha256": source.sha256})
+    return _store(settings, embed=True).replace_transcript(
+        coded.transcript, coded.codes, contexts, {"source_path": source.path, "source_sha256": source.sha256})
 
 
 def _store(settings: Settings, embed: bool) -> CodeStore:
@@ -141,16 +140,8 @@ def _store(settings: Settings, embed: bool) -> CodeStore:
     return CodeStore(open_collection(str(settings.chroma_path), settings.chroma_url, settings.collection), embedder)
 
 
-def make_cache_key(transcript: Transcript, chunk: Chunk, settings: Settings, provenance: Provenance) -> str:
-    strategy = load_strategy(settings.strategy)
-    excerpts = [build_excerpt(transcript, chunk, p.response_model != "QuotedCodes").text for p in strategy.passes]
-    # What the model is asked, not how its ratings become codes: a new [decide] threshold
-    # re-decides from the cached ratings without a single LLM call.
-    asked = provenance.model_copy(update={"prompt_version": strategy.passes_version})
-    payload = [transcript.id, chunk.char_start, chunk.text, excerpts, asked.model_dump(),
-               settings.strategy, settings.llm_mode, settings.seed, settings.max_retries,
-               [p.max_tokens for p in strategy.passes]]
-    return "jtbd-chunk-" + hashlib.sha256(json.dumps(payload).encode()).hexdigest()
+def _store_exists(settings: Settings) -> bool:
+    return bool(settings.chroma_url) or settings.chroma_path.exists()
 
 
 @flow(name="code_batch", log_prints=False)
@@ -160,125 +151,93 @@ def code_batch(paths: list[str], settings: Settings, out_dir: str,
     """`roles` maps a file path to its (interviewers, interviewees), overriding the settings, and
     `ids` to its transcript id, overriding the one chosen (gold sets name their transcripts)."""
     started = time.perf_counter()
-    strategy = load_strategy(settings.strategy)
+    strategy = load_strategy(settings.strategy, settings.prompts_dir)
     decide_with = decision_settings(strategy)  # a bad [decide] table fails here, before any LLM call
     provenance = Provenance(prompt_version=strategy.version, schema_version=schema_version(),
                             model=backends.model_label(settings))
     summary = BatchSummary(out_dir=out_dir, **provenance.model_dump())
     meter_before = backends.meter_snapshot(settings)
-    files, problems = discover(paths, max_bytes=settings.max_file_bytes)  # before anything is read
-    summary.transcripts_failed.extend(problems)
-    sources, chosen = _identify(files, settings, summary)
-    ids = {path: (ids or {}).get(path, tid) for path, tid in chosen.items()}
-    progress.emit("transcripts_total", len(ids))
-    roles = roles or {}
-    default_roles = (list(settings.interviewers), [])
-    parsed = {p: parse_task.submit(p, ids[p], *roles.get(p, default_roles), settings.max_file_bytes) for p in ids}
-    transcripts = {}
-    for path, future in parsed.items():
-        future.wait()
-        if future.state.is_completed():
-            transcripts[path] = future.result()
-        else:
-            summary.transcripts_failed.append((path, _reason(future)))
-            progress.emit("transcript_done", path, ok=False)
-    plans = {path: chunk_transcript(t, settings.chunk_tokens, settings.overlap_tokens) for path, t in transcripts.items()}
-    _announce_plan(transcripts, plans, settings, provenance)
+    found = discover(paths, max_bytes=settings.max_file_bytes)  # before any file is read
+    summary.transcripts_failed.extend(found.problems)
+    summary.skipped.extend(found.skipped)
+    sources = _sources(found.files, summary)
+    chosen, collisions = pipeline.identify(sources, _store(settings, False).sources() if _store_exists(settings) else {})
+    summary.transcripts_failed.extend(collisions)
+    summary.transcript_ids = {path: (ids or {}).get(path, tid) for path, tid in chosen.items()}
+    progress.emit("transcripts_total", len(chosen))
+    transcripts = _parse_all(summary, settings, roles or {})
+    jobs = {path: pipeline.plan_transcript(t, settings, strategy, provenance) for path, t in transcripts.items()}
+    size = pipeline.batch_size(jobs, pipeline.is_cached_in(settings.results_path))
+    progress.emit("batch_planned", sentences=size["sentences"], chunks=size["chunks"],
+                  uncached_chunks=size["uncached_chunks"],
+                  seconds=progress.estimate_seconds(settings.backend, size["uncached_sentences"], size["uncached_chunks"]))
     coder = code_chunk_task.with_options(retries=settings.task_retries, retry_delay_seconds=RETRY_DELAYS)
-    jobs = []
-    for path, transcript in transcripts.items():
-        chunks = plans[path]
-        summary.chunks += len(chunks)
-        futures = [coder.submit(transcript, c, settings, provenance,
-                                make_cache_key(transcript, c, settings, provenance)) for c in chunks]
-        jobs.append((path, transcript, futures))
+    futures = {path: [coder.submit(job, settings, strategy, provenance) for job in path_jobs]
+               for path, path_jobs in jobs.items()}
     coded: list[CodedTranscript] = []
-    texts = {}
-    for path, transcript, futures in jobs:  # each stored as soon as its own chunks are done
-        ct = _finish_transcript(path, transcript, futures, settings, summary, provenance, decide_with,
-                                sources[path])
+    for path, transcript in transcripts.items():  # each stored as soon as its own chunks are done
+        summary.chunks += len(futures[path])
+        ct = _finish(path, transcript, futures[path], settings, summary, provenance, decide_with, sources[path])
         if ct is not None:
             coded.append(ct)
-            texts[transcript.id] = transcript.text
     _fill_meter(summary, settings, meter_before)
     summary.wall_seconds = round(time.perf_counter() - started, 1)
+    texts = {transcripts[p].id: transcripts[p].text for p in summary.transcripts_ok}
     write_run(Path(out_dir), coded, summary.as_dict(), texts)
     return summary
 
 
-def _identify(files: list[Path], settings: Settings,
-              summary: BatchSummary) -> tuple[dict[str, SourceFile], dict[str, str]]:
-    """Each file's transcript id, unique within the store; a file no id tells apart fails here."""
+def _sources(files: list[Path], summary: BatchSummary) -> dict[str, SourceFile]:
     sources = {}
     for f in files:
         try:
             sources[str(f)] = source_file(f)
         except OSError as err:
             summary.transcripts_failed.append((str(f), f"cannot read the file ({err.strerror or err})"))
-    stored = _store(settings, embed=False).sources() if _store_exists(settings) else {}
-    pending = dict(sources)
-    while True:
-        try:
-            by_path = transcript_ids(list(pending.values()), stored)
-            break
-        except IdCollision as err:  # the file is named in the error; the rest of the batch goes on
-            path = next(p for p, s in pending.items() if s.path == err.path)
-            summary.transcripts_failed.append((path, err.problem))
-            del pending[path]
-    return sources, {p: by_path[s.path] for p, s in pending.items()}
+    return sources
 
 
-def _store_exists(settings: Settings) -> bool:
-    return bool(settings.chroma_url) or settings.chroma_path.exists()
+def _parse_all(summary: BatchSummary, settings: Settings,
+               roles: dict[str, tuple[list[str], list[str]]]) -> dict[str, Transcript]:
+    default_roles = (list(settings.interviewers), [])
+    parsed = {p: parse_task.submit(p, tid, *roles.get(p, default_roles), settings.max_file_bytes)
+              for p, tid in summary.transcript_ids.items()}
+    transcripts = {}
+    for path, future in parsed.items():
+        future.wait()
+        if future.state.is_completed():
+            transcripts[path] = future.result()
+            summary.speakers[path] = speaker_roles(transcripts[path])
+        else:
+            summary.transcripts_failed.append((path, _reason(future)))
+            progress.emit("transcript_done", path, ok=False)
+    return transcripts
 
 
-def _announce_plan(transcripts: dict[str, Transcript], plans: dict[str, list[Chunk]], settings: Settings,
-                   provenance: Provenance) -> None:
-    """The batch's size before any model call: sentences to rate and chunks not in the cache."""
-    starts = {p: [s.char_start for s in split_sentences(t)] for p, t in transcripts.items()}
-    uncached = [(p, c) for p, t in transcripts.items() for c in plans[p]
-                if not (settings.results_path / make_cache_key(t, c, settings, provenance)).exists()]
-    to_rate = sum(1 for p, c in uncached for at in starts[p] if c.char_start <= at < c.char_end)
-    progress.emit("batch_planned", sentences=sum(map(len, starts.values())),
-                  chunks=sum(map(len, plans.values())), uncached_chunks=len(uncached),
-                  seconds=progress.estimate_seconds(settings.backend, to_rate, len(uncached)))
-
-
-def _finish_transcript(path: str, transcript: Transcript, futures: list, settings: Settings,
-                       summary: BatchSummary, provenance: Provenance,
-                       decide_with: dict[str, Any], source: SourceFile) -> CodedTranscript | None:
+def _finish(path: str, transcript: Transcript, futures: list, settings: Settings, summary: BatchSummary,
+            provenance: Provenance, decide_with: dict[str, Any], source: SourceFile) -> CodedTranscript | None:
     for f in futures:
         f.wait()
-    failed = [f for f in futures if not f.state.is_completed()]
     summary.cache_hits += sum(1 for f in futures if f.state.name == "Cached")
+    failed = [f for f in futures if not f.state.is_completed()]
     if failed:
         summary.transcripts_failed.append((path, _reason(failed[0])))
         progress.emit("transcript_done", path, ok=False)
         return None  # nothing of a failed transcript reaches the store
-    results: list[ChunkResult] = [f.result() for f in futures]
-    rated = [r for res in results for r in res.rated]
-    if rated:
-        decisions = decide(rated, text=transcript.text, **decide_with)
-        results.append(ChunkResult(f"{transcript.id}#decided", decided_codes(decisions, transcript, provenance)))
-    # Cached chunks were coded under the same questions, maybe under another [decide]: stamp this run's.
-    codes = [c.model_copy(update={"provenance": provenance})
-             for c in merge_codes(c for r in results for c in r.codes)]
-    # Chunks cached before statements were checked hold unchecked job stories: check them all here.
-    codes, unsupported = keep_supported_jobs(codes, transcript)
-    rejected = [r for res in results for r in res.rejected] + unsupported
-    coded = CodedTranscript(transcript=transcript.id, source=transcript.source, codes=codes, rejected=rejected)
+    finished = pipeline.finish_transcript(transcript, [f.result() for f in futures], provenance, decide_with)
     # Called, not submitted: run in the flow's thread now, not queued behind the batch's other chunks.
-    stored = store_task(coded, transcript, settings, source, return_state=True)
+    stored = store_task(finished.coded, transcript, settings, source, return_state=True)
     if not stored.is_completed():
         summary.transcripts_failed.append((path, "could not store codes: " + _reason(stored)))
         progress.emit("transcript_done", path, ok=False)
         return None
     summary.transcripts_ok.append(path)
-    summary.rejected_quotes += len(rejected)
-    for code in codes:
+    summary.ratings[transcript.id] = finished.rated
+    summary.rejected_quotes += len(finished.coded.rejected)
+    for code in finished.coded.codes:
         summary.codes[code.kind] += 1
     progress.emit("transcript_done", path, ok=True)
-    return coded
+    return finished.coded
 
 
 def _reason(future_or_state: Any) -> str:
@@ -288,28 +247,6 @@ def _reason(future_or_state: Any) -> str:
         return describe_error(exc)
     state = getattr(future_or_state, "state", future_or_state)
     return state.message or "failed"
-
-
-def describe_error(exc: BaseException) -> str:
-    """One line: the error and, when it wraps another, the root cause (e.g. a connection error's reason).
-    Our own errors already say it in the researcher's words, without the file's path or a cause."""
-    if isinstance(exc, TranscriptError):
-        return exc.problem
-    if isinstance(exc, (ChunkFailed, IdCollision)):
-        return str(exc)
-    root, seen = exc, {id(exc)}
-    while (nxt := root.__cause__ or root.__context__) is not None and id(nxt) not in seen:
-        seen.add(id(nxt))
-        root = nxt
-    if root is exc:
-        return _first_line(exc) or type(exc).__name__
-    cause = f"{type(root).__name__}: {_first_line(root)}" if _first_line(root) else type(root).__name__
-    return f"{_first_line(exc) or type(exc).__name__} (caused by {cause})"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else ""
 
 
 def _fill_meter(summary: BatchSummary, settings: Settings, before: dict[str, float]) -> None:

@@ -1,16 +1,23 @@
-"""The `jtbd` command line: code, search, eval, gold, model."""
+"""The `jtbd` command line: code, search, list, forget, eval, gold check, model.
+
+Every command lives here, on typer. The evaluation's work (coding a gold set, scoring, reports)
+stays in jtbd.eval; this module is the top layer and the only one that imports both it and
+the product.
+"""
 
 from __future__ import annotations
 
 import jtbd.environment  # noqa: F401  (quiet, offline defaults first)
 
-import argparse
+import functools
+import inspect
 import json
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Annotated, Any, Callable, Literal, Optional, Sequence
 
+import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -18,114 +25,238 @@ from rich.table import Table
 
 from jtbd.checks import check_code_options
 from jtbd.coding.parse import SUPPORTED_SUFFIXES
+from jtbd.eval import cli as eval_commands
 from jtbd.settings import Settings, load_settings
 
 console = Console(stderr=True)
 out = Console()
 
+# typer keeps the line breaks of a paragraph after the first: one line each.
+HELP = ("Code Jobs-to-be-Done interview transcripts into grounded codes (jobs, triggers, forces, quotable lines) "
+        "and search them by meaning.\n\n"
+        "Settings come from flags, then JTBD_* environment variables (JTBD_CHUNK_TOKENS ...), then a TOML config "
+        "file (--config, $JTBD_CONFIG, ./jtbd.toml or ~/.config/jtbd-coder/config.toml; the flags' names with "
+        "underscores), then defaults. API keys come from the environment only: JTBD_API_KEY or OPENAI_API_KEY.\n\n"
+        "Exit status:\n"
+        "0 ok\n"
+        "1 some inputs failed (a transcript or gold file, an unknown transcript id, a regression against the eval "
+        "baseline)\n"
+        "2 usage or setup error (a bad option or setting, no store yet, a missing file)")
 
-def _backend_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("model backend")
-    g.add_argument("--backend", choices=["local", "openai"], help="local (default): llama.cpp in process; "
-                   "openai: any OpenAI-compatible server")
-    g.add_argument("--model", help="model name (required for --backend openai)")
-    g.add_argument("--model-path", help="local backend: a GGUF file instead of the default model")
-    g.add_argument("--base-url", help="openai backend: the server's base URL, e.g. http://localhost:11434/v1")
-    g.add_argument("--extra-body", help='openai backend: JSON merged into every request, e.g. \'{"repeat_penalty": 1.0}\'')
-    g.add_argument("--llm-mode", choices=["auto", "tools", "json", "md_json", "json_schema", "json_object_schema"],
-                   help="how structured output is requested (default auto: json_object_schema for llama.cpp "
-                        "in process, tools for servers; use json_object_schema for a llama.cpp server)")
-    g.add_argument("--strategy", help="extraction strategy from prompts/passes.toml (default rate)")
-    g.add_argument("--chunk-tokens", type=int, help="chunk size in estimated tokens (default 2500)")
-    g.add_argument("--overlap-tokens", type=int, help="chunk overlap in estimated tokens (default 200)")
-    g.add_argument("--concurrency", type=int, help="chunks coded at once (default 1 local, 4 server)")
-    g.add_argument("--debug", action="store_true", help="show Prefect's logs and tracebacks of failures")
-    g.add_argument("--interviewer", action="append", dest="interviewers", default=None,
-                   help="an interviewer's speaker label; repeat for two interviewers")
-    _store_options(g)
+app = typer.Typer(name="jtbd", help=HELP, no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
+                  context_settings={"help_option_names": ["-h", "--help"]})
+gold_app = typer.Typer(name="gold", help="Work with hand-coded gold sets.", no_args_is_help=True,
+                       rich_markup_mode="rich")
+app.add_typer(gold_app)
 
 
-def _store_options(p: Any) -> None:
-    """--data-dir, --chroma-url and --config, on a parser or an argument group."""
-    p.add_argument("--data-dir", help="where the Chroma store and the result cache live")
-    p.add_argument("--chroma-url", help="a Chroma server, e.g. http://localhost:8000 (default: local store)")
-    p.add_argument("--config", help="a TOML settings file")
+# --- settings as flags --------------------------------------------------------------------------
+
+MODEL, REQUESTS, CODING, STORE = "Model backend", "Model requests", "Coding", "Store and embeddings"
 
 
-_SETTING_FLAGS = ("backend", "model", "model_path", "base_url", "extra_body", "llm_mode", "strategy", "chunk_tokens",
-                  "overlap_tokens", "concurrency", "interviewers", "data_dir", "chroma_url")
+def _option(flag: str, help: str, metavar: str | None = None, panel: str | None = None) -> Any:
+    # Defaults are said in the help's words: a setting's flag has none (see _with_settings).
+    return typer.Option(flag, help=help, metavar=metavar, rich_help_panel=panel, show_default=False)
 
 
-def settings_from(args: argparse.Namespace) -> Settings:
-    flags = {k: getattr(args, k, None) for k in _SETTING_FLAGS}
-    return load_settings(flags, getattr(args, "config", None))
+def _setting(panel: str, flag: str, kind: Any, help: str, metavar: str | None = None) -> tuple[Any, Any]:
+    # No default value: a flag not given must leave the setting to JTBD_* variables and the config file.
+    return kind, _option(flag, help, metavar, panel)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="jtbd", description="Code Jobs-to-be-Done interviews into grounded codes.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    code = sub.add_parser("code", help="code transcripts (files and/or folders)")
-    code.add_argument("paths", nargs="+", metavar="PATH")
-    code.add_argument("--out", help="run folder (default runs/<date-time>)")
-    _backend_options(code)
-    search = sub.add_parser("search", help="search coded quotes by meaning")
-    search.add_argument("query", help="what to look for, in your own words (matched by meaning)")
-    search.add_argument("--kind", choices=["job", "trigger", "force", "quote"], help="only codes of this kind")
-    search.add_argument("--force", choices=["push", "pull", "anxiety", "habit"], help="only forces of this type")
-    search.add_argument("--transcript", help="a transcript id (its file name without extension)")
-    search.add_argument("--speaker", help="only quotes of this speaker label, as in the transcript")
-    search.add_argument("-k", type=int, default=5, help="how many results (default 5)")
-    search.add_argument("--json", action="store_true", help="print JSON lines instead of cards")
-    _store_options(search)
-    listing = sub.add_parser("list", help="list the coded transcripts in the store, with their codes per kind")
-    _store_options(listing)
-    forget = sub.add_parser("forget", help="remove transcripts' codes from the store and their cached model "
-                                           "results (a participant who withdraws, a file coded by mistake)")
-    forget.add_argument("ids", nargs="+", metavar="TRANSCRIPT", help="a transcript id (its file name without "
-                                                                   "extension), as `jtbd list` shows it")
-    _store_options(forget)
-    model = sub.add_parser("model", help="assemble and verify the default offline model, print its path")
-    model.set_defaults(command="model")
-    from jtbd.eval import cli as eval_cli
+# Every field of Settings, as the flag that sets it (tests/test_cli.py fails on a field without one).
+SETTING_OPTIONS: dict[str, tuple[Any, Any]] = {
+    "backend": _setting(MODEL, "--backend", Literal["local", "openai"],
+                        "local (default): llama.cpp in process; openai: any OpenAI-compatible server"),
+    "model": _setting(MODEL, "--model", str, "model name (required for --backend openai)", "NAME"),
+    "model_path": _setting(MODEL, "--model-path", str, "local backend: a GGUF file instead of the default model",
+                           "FILE"),
+    "base_url": _setting(MODEL, "--base-url", str, "openai backend or embeddings: the server's base URL, "
+                         "e.g. http://localhost:11434/v1 (default: OpenAI's)", "URL"),
+    "extra_body": _setting(MODEL, "--extra-body", str, "openai backend: JSON merged into every request, "
+                           "e.g. '{\"repeat_penalty\": 1.0}'", "JSON"),
+    "llm_mode": _setting(MODEL, "--llm-mode", Literal["auto", "tools", "json", "md_json", "json_schema",
+                                                      "json_object_schema"],
+                         "how structured output is requested: auto (default: json_object_schema for llama.cpp "
+                         "in process, tools for servers), tools, json_schema, json_object_schema (use it for a "
+                         "llama.cpp server), json or md_json", "MODE"),
+    "n_ctx": _setting(MODEL, "--n-ctx", int, "local backend: the model's context in tokens (default 6144)", "N"),
+    "n_threads": _setting(MODEL, "--n-threads", int, "local backend: CPU threads (default 0: every core)", "N"),
+    "seed": _setting(MODEL, "--seed", int, "the model's sampling seed (default 0)", "N"),
+    "concurrency": _setting(REQUESTS, "--concurrency", int, "chunks coded at once (default 0: 1 local, 4 server)",
+                            "N"),
+    "timeout": _setting(REQUESTS, "--timeout", float, "seconds to wait for one model or embeddings request "
+                        "(default 180)", "SECONDS"),
+    "max_retries": _setting(REQUESTS, "--max-retries", int, "re-asks after an answer fails validation (default 2)",
+                            "N"),
+    "task_retries": _setting(REQUESTS, "--task-retries", int, "retries of a chunk after a timeout, 429 or 5xx, "
+                             "with backoff (default 3)", "N"),
+    "strategy": _setting(CODING, "--strategy", str, "extraction strategy from prompts/passes.toml (default rate)",
+                         "NAME"),
+    "prompts_dir": _setting(CODING, "--prompts-dir", str, "a folder of prompt files (and passes.toml) used "
+                            "instead of the bundled ones of the same name", "DIR"),
+    "chunk_tokens": _setting(CODING, "--chunk-tokens", int, "chunk size in estimated tokens (default 2500)", "N"),
+    "overlap_tokens": _setting(CODING, "--overlap-tokens", int, "chunk overlap in estimated tokens (default 200)",
+                               "N"),
+    "interviewers": _setting(CODING, "--interviewer", list[str], "an interviewer's speaker label; repeat for two "
+                             "interviewers (default: found from the labels and the questions)", "NAME"),
+    "max_file_mb": _setting(CODING, "--max-file-mb", float, "larger transcript files are refused unread "
+                            "(default 20)", "MB"),
+    "data_dir": _setting(STORE, "--data-dir", str, "where the Chroma store and the result cache live "
+                         "(default ~/.local/share/jtbd-coder)", "DIR"),
+    "chroma_url": _setting(STORE, "--chroma-url", str, "a Chroma server, e.g. http://localhost:8000 "
+                           "(default: the local store under --data-dir)", "URL"),
+    "collection": _setting(STORE, "--collection", str, "the Chroma collection (default jtbd_codes)", "NAME"),
+    "embeddings": _setting(STORE, "--embeddings", Literal["local", "openai"], "local (default): MiniLM in "
+                           "process; openai: the embeddings endpoint of --base-url"),
+    "embedding_model": _setting(STORE, "--embedding-model", str, "openai embeddings: the model "
+                                "(default text-embedding-3-small)", "NAME"),
+}
+CONFIG_OPTION = (str, _option("--config", "a TOML settings file (default: $JTBD_CONFIG, ./jtbd.toml or "
+                                          "~/.config/jtbd-coder/config.toml)", "FILE"))
+ALL_SETTINGS = tuple(SETTING_OPTIONS)
+STORE_SETTINGS = ("data_dir", "chroma_url", "collection")
+SEARCH_SETTINGS = (*STORE_SETTINGS, "embeddings", "embedding_model", "base_url", "timeout")
 
-    eval_cli.add_parsers(sub, _backend_options)
-    return parser
 
+def _with_settings(*names: str) -> Callable[[Callable[..., int]], Callable[..., int]]:
+    """Give a command a flag for each named setting and --config, without writing each into its
+    signature: the command receives them as `flags` (name -> value, None when left out), for
+    settings_from."""
+    options = {name: SETTING_OPTIONS[name] for name in names} | {"config": CONFIG_OPTION}
+
+    def decorate(command: Callable[..., int]) -> Callable[..., int]:
+        signature = inspect.signature(command, eval_str=True)
+        added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                                   annotation=Annotated[Optional[kind], option])
+                 for name, (kind, option) in options.items()]
+
+        @functools.wraps(command)
+        def run(**kwargs: Any) -> int:
+            return command(**{k: v for k, v in kwargs.items() if k not in options},
+                           flags={name: kwargs[name] for name in options})
+
+        kept = [p for p in signature.parameters.values() if p.name != "flags"]
+        run.__signature__ = signature.replace(parameters=kept + added)  # type: ignore[attr-defined]
+        return run
+
+    return decorate
+
+
+def settings_from(flags: dict[str, Any]) -> Settings:
+    """Settings from the flags given (None: not given), JTBD_* variables and the config file."""
+    given = {name: tuple(value) if isinstance(value, list) else value for name, value in flags.items()
+             if name != "config" and value not in (None, [])}
+    return load_settings(given, flags.get("config"))
+
+
+# --- the entry point ----------------------------------------------------------------------------
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run `jtbd` with these arguments; returns the exit status (see HELP)."""
+    command = typer.main.get_command(app)
     try:
-        if args.command == "code":
-            return cmd_code(args)
-        if args.command == "search":
-            return cmd_search(args)
-        if args.command == "list":
-            return cmd_list(args)
-        if args.command == "forget":
-            return cmd_forget(args)
-        if args.command == "model":
-            from jtbd.coding.model_files import ensure_default_model
-
-            out.print(str(ensure_default_model()))
-            return 0
-        from jtbd.eval import cli as eval_cli
-
-        return eval_cli.run(args, settings_from)
+        status = command.main(args=list(sys.argv[1:] if argv is None else argv), prog_name="jtbd",
+                              standalone_mode=False)
+    except typer.Abort:
+        console.print("[red]error:[/red] aborted")
+        return 1
+    except typer.TyperException as err:  # click's usage errors: a bad flag, value or command
+        return _usage_error(err)
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         console.print(f"[red]error:[/red] {escape(str(err))}", soft_wrap=True)  # one line, also in a log
         return 2
+    return status if isinstance(status, int) else 0
 
 
-def cmd_code(args: argparse.Namespace) -> int:
+def _usage_error(err: typer.TyperException) -> int:
+    if type(err).__name__ == "NoArgsIsHelpError":  # `jtbd` or `jtbd gold` alone: typer showed the help
+        return 2
+    ctx = getattr(err, "ctx", None)
+    message = " ".join(line.strip() for line in err.format_message().splitlines() if line.strip())
+    hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+    console.print(f"[red]error:[/red] {escape(message + hint)}", soft_wrap=True)
+    return 2
+
+
+def _show_version(show: bool) -> None:
+    if show:
+        out.print(f"jtbd-coder {_version()}", markup=False, highlight=False)
+        raise typer.Exit()
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("jtbd-coder")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        from jtbd import __version__
+
+        return __version__
+
+
+@app.callback()
+def _jtbd(version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_show_version,
+                                                help="print the version and exit")] = False) -> None:
+    pass
+
+
+# --- the commands -------------------------------------------------------------------------------
+
+Paths = Annotated[list[str], typer.Argument(metavar="PATH", show_default=False,
+                                            help="transcript files and folders (searched recursively)")]
+RunFolder = Annotated[Optional[str], _option("--out", "run folder (default runs/<date-time>)", "DIR")]
+Debug = Annotated[bool, _option("--debug", "show Prefect's logs and tracebacks of failures")]
+Query = Annotated[str, typer.Argument(metavar="QUERY", show_default=False,
+                                      help="what to look for, in your own words (matched by meaning)")]
+Kind = Annotated[Optional[Literal["job", "trigger", "force", "quote"]], _option("--kind", "only codes of this kind")]
+ForceType = Annotated[Optional[Literal["push", "pull", "anxiety", "habit"]],
+                      _option("--force", "only forces of this type")]
+TranscriptId = Annotated[Optional[str], _option("--transcript", "only this transcript's codes: its id, as "
+                                                "`jtbd list` shows it", "ID")]
+Speaker = Annotated[Optional[str], _option("--speaker", "only quotes of this speaker label, as in the transcript",
+                                           "LABEL")]
+HowMany = Annotated[int, typer.Option("-k", metavar="N", help="how many results")]
+AsJson = Annotated[bool, _option("--json", "print JSON lines instead of cards")]
+TranscriptIds = Annotated[list[str], typer.Argument(metavar="TRANSCRIPT", show_default=False,
+                                                    help="a transcript id, as `jtbd list` shows it")]
+GoldFolder = Annotated[Optional[str], _option("--gold", "transcripts with <id>.gold.json beside them "
+                                              "(default: the bundled gold set)", "DIR")]
+Split = Annotated[Literal["dev", "test", "all"], typer.Option("--split", help="the bundled gold set's split")]
+Baseline = Annotated[Optional[str], _option("--baseline", "a scores JSON to compare against; exit 1 on a "
+                                            "regression", "FILE")]
+UpdateBaseline = Annotated[bool, _option("--update-baseline", "write the scores to --baseline")]
+Report = Annotated[Optional[str], _option("--report", "write a Markdown (.md) or HTML (.html) report here", "FILE")]
+Scores = Annotated[Optional[str], _option("--scores", "write the scores JSON here (default: scores.json in the "
+                                          "run folder)", "FILE")]
+EvalFolder = Annotated[Optional[str], _option("--out", "run folder for the coded gold transcripts "
+                                              "(default runs/eval-<date-time>)", "DIR")]
+GoldCheckFolder = Annotated[str, typer.Argument(metavar="FOLDER", show_default=False,
+                                                help="a folder of <id>.gold.json files beside their transcripts")]
+
+
+@app.command()
+@_with_settings(*ALL_SETTINGS)
+def code(paths: Paths, run_folder: RunFolder = None, debug: Debug = False, *, flags: dict[str, Any]) -> int:
+    """Code transcripts: find jobs, triggers, forces and quotable lines, store them, write a run folder.
+
+    Any mix of files and folders: .txt, .md, .docx, .vtt, .srt, .json (transcription segments).
+    The run folder holds codes.jsonl, codes.csv, a Markdown report per transcript and study.md.
+
+    Example:
+    jtbd code interviews/ call-07.vtt --interviewer Maya --interviewer Tom
+    """
     from jtbd.flows.code_batch import run_batch
 
-    settings = settings_from(args)
-    check_code_options(args.out, settings)
-    run_dir = args.out or str(Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
-    with batch_progress(debug=args.debug):
-        summary = run_batch(list(args.paths), settings, run_dir)
+    settings = settings_from(flags)
+    check_code_options(run_folder, settings)
+    run_dir = run_folder or str(Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
+    with batch_progress(debug=debug):
+        summary = run_batch(list(paths), settings, run_dir)
     if not summary.transcripts_ok and not summary.transcripts_failed:
-        console.print(f"[red]error:[/red] no transcripts found in {escape(' '.join(args.paths))} "
+        console.print(f"[red]error:[/red] no transcripts found in {escape(' '.join(paths))} "
                       f"(looked for {', '.join(SUPPORTED_SUFFIXES)})", soft_wrap=True)
         return 1
     print_summary(summary.as_dict())
@@ -226,12 +357,19 @@ def _quiet_prefect() -> Any:
 def print_summary(s: dict[str, Any]) -> None:
     for path, problem in s["transcripts_failed"]:
         console.print(f"[red]error:[/red] {escape(f'{path}: {problem}')}", soft_wrap=True)
+    for path, reason in s.get("skipped", []):
+        console.print(f"skipped: {path}: {reason}", markup=False, soft_wrap=True)
+    for path, speakers in s.get("speakers", {}).items():  # a wrong parse shows at once
+        tid = s.get("transcript_ids", {}).get(path, path)
+        who = ", ".join(f"{label} ({role}, {_plural(turns, 'turn')})" for label, role, turns in speakers)
+        out.print(f"speakers in {tid}: {who}", markup=False, soft_wrap=True)
     table = Table(title="jtbd code: summary", show_header=False)
     rows = [
         ("transcripts ok / failed", f"{len(s['transcripts_ok'])} / {len(s['transcripts_failed'])}"),
         ("chunks (cache hits)", f"{s['chunks']} ({s['cache_hits']})"),
         ("codes", ", ".join(f"{k} {v}" for k, v in s["codes"].items())),
-        ("rejected quotes", str(s["rejected_quotes"])),
+        ("skipped (not transcripts)", str(len(s.get("skipped", [])))),
+        ("rejected quotes and job statements", str(s["rejected_quotes"])),
         ("LLM calls", str(s["llm_calls"])),
         ("tokens prompt / completion", f"{s['prompt_tokens']} / {s['completion_tokens']}"),
         ("LLM seconds / wall seconds", f"{s['llm_seconds']} / {s['wall_seconds']}"),
@@ -256,74 +394,24 @@ def _open_store(settings: Settings, embed: bool = True) -> Any:
     return CodeStore(open_collection(str(settings.chroma_path), settings.chroma_url, settings.collection), embedder)
 
 
-def cmd_list(args: argparse.Namespace) -> int:
-    stored = _open_store(settings_from(args), embed=False).transcripts()
-    table = Table(title=f"coded transcripts in the store: {len(stored)}")
-    table.add_column("transcript", no_wrap=True)  # the id `jtbd forget` and `--transcript` take: never cut
-    for col in ("file", "codes", "model / prompt version"):
-        table.add_column(col, overflow="fold")  # wrapped, never cut with an ellipsis
-    for tid, entry in stored.items():
-        codes = ", ".join(f"{kind} {n}" for kind, n in sorted(entry["codes"].items()))
-        coded_with = "; ".join(sorted(entry["models"])) + " / " + "; ".join(sorted(entry["prompt_versions"]))
-        table.add_row(*(escape(v) for v in (tid, entry["source"], codes, coded_with)))
-    out.print(table)
-    return 0
+@app.command()
+@_with_settings(*SEARCH_SETTINGS)
+def search(query: Query, kind: Kind = None, force: ForceType = None, transcript: TranscriptId = None,
+           speaker: Speaker = None, k: HowMany = 5, as_json: AsJson = False, *, flags: dict[str, Any]) -> int:
+    """Search the coded quotes of every transcript by meaning.
 
-
-def cmd_forget(args: argparse.Namespace) -> int:
-    """Everything the data folder holds of these transcripts, with or without a store yet."""
-    from jtbd.coding.store import scrub_log
-    from jtbd.flows.code_batch import forget_results
-
-    settings = settings_from(args)
-    known: dict[str, Any] = {}
-    removed: dict[str, int] = {}
-    if settings.chroma_url or settings.chroma_path.exists():
-        store = _open_store(settings, embed=False)
-        known = store.transcripts()
-        doomed = [code_id for tid in args.ids for code_id in store.ids_of(tid)]
-        removed = {tid: store.delete_transcript(tid) for tid in args.ids}
-        if not settings.chroma_url:  # a server's own log is the server's to compact
-            scrub_log(settings.chroma_path, doomed)
-    gone = forget_results(settings.results_path, set(args.ids))
-    for tid in args.ids:
-        if removed.get(tid):
-            _said(f"{tid}: {_plural(removed[tid], 'code')} removed from the store")
-        if gone.cached.get(tid):
-            _said(f"{tid}: {_plural(len(gone.cached[tid]), 'cached chunk result')} removed from {settings.results_path}")
-    if gone.failures:
-        _said(f"{_plural(len(gone.failures), 'failure record')} of an earlier version removed from "
-              f"{settings.results_path} (they could hold any transcript's words)")
-    console.print("run folders (codes.jsonl, reports, normalised text) are yours to delete", markup=False)
-    missing = [tid for tid in args.ids if not removed.get(tid) and not gone.cached.get(tid)]
-    if missing:
-        shown = ", ".join(known) or "none"
-        console.print(f"[red]error:[/red] nothing stored or cached for: {escape(', '.join(missing))} "
-                      f"(coded transcripts in the store: {escape(shown)})", soft_wrap=True)
-        return 1
-    return 0
-
-
-def _said(line: str) -> None:
-    out.print(line, markup=False, soft_wrap=True)
-
-
-def _plural(n: int, noun: str) -> str:
-    return f"{n} {noun}" + ("" if n == 1 else "s")
-
-
-def cmd_search(args: argparse.Namespace) -> int:
+    Example:
+    jtbd search "worried the data would not move over" --force anxiety -k 5
+    """
     # Before the store and the embedding model are opened; main prints the error in one line.
-    if args.k < 1:
-        raise ValueError(f"-k is {args.k}: it must be 1 or more (how many results to show)")
-    if not args.query.strip():
-        shown = repr(args.query[:20]) + ("..." if len(args.query) > 20 else "")
+    if k < 1:
+        raise ValueError(f"-k is {k}: it must be 1 or more (how many results to show)")
+    if not query.strip():
+        shown = repr(query[:20]) + ("..." if len(query) > 20 else "")
         raise ValueError(f"the search query is {shown}: it must say what to look for, in words")
-    settings = settings_from(args)
-    store = _open_store(settings)
-    hits = store.search(args.query, k=args.k, kind=args.kind, force=args.force,
-                        transcript=args.transcript, speaker=args.speaker)
-    if args.json:
+    store = _open_store(settings_from(flags))
+    hits = store.search(query, k=k, kind=kind, force=force, transcript=transcript, speaker=speaker)
+    if as_json:
         from jtbd.coding.text import strip_controls
 
         for hit in hits:
@@ -336,6 +424,116 @@ def cmd_search(args: argparse.Namespace) -> int:
     if not hits:
         console.print("no matching codes")
     return 0
+
+
+@app.command("list")
+@_with_settings(*STORE_SETTINGS)
+def list_transcripts(*, flags: dict[str, Any]) -> int:
+    """List the coded transcripts in the store, with their codes per kind.
+
+    Example:
+    jtbd list --data-dir ~/studies/onboarding
+    """
+    stored = _open_store(settings_from(flags), embed=False).transcripts()
+    table = Table(title=f"coded transcripts in the store: {len(stored)}")
+    table.add_column("transcript", no_wrap=True)  # the id `jtbd forget` and `--transcript` take: never cut
+    for col in ("file", "codes", "model / prompt version"):
+        table.add_column(col, overflow="fold")  # wrapped, never cut with an ellipsis
+    for tid, entry in stored.items():
+        codes = ", ".join(f"{kind} {n}" for kind, n in sorted(entry["codes"].items()))
+        coded_with = "; ".join(sorted(entry["models"])) + " / " + "; ".join(sorted(entry["prompt_versions"]))
+        table.add_row(*(escape(v) for v in (tid, entry["source"], codes, coded_with)))
+    out.print(table)
+    return 0
+
+
+@app.command()
+@_with_settings(*STORE_SETTINGS)
+def forget(ids: TranscriptIds, *, flags: dict[str, Any]) -> int:
+    """Remove transcripts' codes from the store and their cached model results.
+
+    For a participant who withdraws or a file coded by mistake. Run folders are yours to delete.
+
+    Example:
+    jtbd forget call-07
+    """
+    # Everything the data folder holds of these transcripts, with or without a store yet.
+    from jtbd.coding.store import scrub_log
+    from jtbd.flows.code_batch import forget_results
+
+    settings = settings_from(flags)
+    known: dict[str, Any] = {}
+    removed: dict[str, int] = {}
+    if settings.chroma_url or settings.chroma_path.exists():
+        store = _open_store(settings, embed=False)
+        known = store.transcripts()
+        doomed = [code_id for tid in ids for code_id in store.ids_of(tid)]
+        removed = {tid: store.delete_transcript(tid) for tid in ids}
+        if not settings.chroma_url:  # a server's own log is the server's to compact
+            scrub_log(settings.chroma_path, doomed)
+    gone = forget_results(settings.results_path, set(ids))
+    for tid in ids:
+        if removed.get(tid):
+            _said(f"{tid}: {_plural(removed[tid], 'code')} removed from the store")
+        if gone.cached.get(tid):
+            _said(f"{tid}: {_plural(len(gone.cached[tid]), 'cached chunk result')} removed from {settings.results_path}")
+    if gone.failures:
+        _said(f"{_plural(len(gone.failures), 'failure record')} of an earlier version removed from "
+              f"{settings.results_path} (they could hold any transcript's words)")
+    console.print("run folders (codes.jsonl, reports, normalised text) are yours to delete", markup=False)
+    missing = [tid for tid in ids if not removed.get(tid) and not gone.cached.get(tid)]
+    if missing:
+        shown = ", ".join(known) or "none"
+        console.print(f"[red]error:[/red] nothing stored or cached for: {escape(', '.join(missing))} "
+                      f"(coded transcripts in the store: {escape(shown)})", soft_wrap=True)
+        return 1
+    return 0
+
+
+@app.command("eval")
+@_with_settings(*ALL_SETTINGS)
+def eval_gold_set(gold: GoldFolder = None, split: Split = "all", baseline: Baseline = None,
+                  update_baseline: UpdateBaseline = False, report: Report = None, scores: Scores = None,
+                  run_folder: EvalFolder = None, debug: Debug = False, *, flags: dict[str, Any]) -> int:
+    """Code a gold set with the normal flow and score it against the hand-coded codes.
+
+    Example:
+    jtbd eval --split dev --report runs/dev.html --baseline dev-scores.json
+    """
+    options = eval_commands.EvalOptions(gold=gold, split=split, out=run_folder, report=report, scores=scores,
+                                        baseline=baseline, update_baseline=update_baseline)
+    return eval_commands.cmd_eval(options, settings_from(flags), batch_progress(debug=debug), print_summary)
+
+
+@gold_app.command("check")
+def gold_check(folder: GoldCheckFolder) -> int:
+    """Validate a folder of hand-coded <id>.gold.json files against their transcripts.
+
+    Example:
+    jtbd gold check my-gold/
+    """
+    return eval_commands.cmd_gold_check(Path(folder))
+
+
+@app.command()
+def model() -> int:
+    """Assemble and verify the default offline model, print its path.
+
+    Example:
+    jtbd model
+    """
+    from jtbd.coding.model_files import ensure_default_model
+
+    out.print(str(ensure_default_model()))
+    return 0
+
+
+def _said(line: str) -> None:
+    out.print(line, markup=False, soft_wrap=True)
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def quote_card(hit: Any) -> str:

@@ -1,21 +1,30 @@
 """Settings: command-line flags > environment (JTBD_*) > a config file > defaults.
 
-The config file is TOML with the same keys as `Settings`, read from
-``--config``, ``$JTBD_CONFIG``, ``./jtbd.toml`` or
-``~/.config/jtbd-coder/config.toml`` (the first that exists). API keys are
-read from the environment only, never from a file, and never printed.
+One typed model (pydantic-settings): every value is checked for its type (no float for a whole
+number, no text for a number, one of the listed values for backend, llm_mode and embeddings) and
+its range before any work, and a bad one is refused in one line naming it as the user gave it
+(`--concurrency`, `environment variable JTBD_CONCURRENCY`, `jtbd.toml: timeout`).
+
+The config file is TOML with the same keys as `Settings`, read from ``--config``,
+``$JTBD_CONFIG``, ``./jtbd.toml`` or ``~/.config/jtbd-coder/config.toml`` (the first that
+exists; a file named by --config or $JTBD_CONFIG must exist). API keys are read from the
+environment only, never from a file, and never printed.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import os
-import tomllib
-from dataclasses import dataclass, field, fields, replace
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
 from urllib.parse import urlsplit
+
+from pydantic import Field, PrivateAttr, TypeAdapter, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 MB = 2**20  # bytes in the MB of max_file_mb
 # Larger transcript files are refused before they are read. An hour of interview is
@@ -30,14 +39,38 @@ def _data_home() -> Path:
     return (Path(base) if base else Path.home() / ".local" / "share") / "jtbd-coder"
 
 
-@dataclass(frozen=True)
-class Settings:
-    backend: str = "local"  # local | openai
+# setting: (test, what is allowed). Outside these a value fails late (after the model is
+# loaded, or in every chunk) or hangs, so it is refused before any work.
+_RANGES = {
+    "chunk_tokens": (lambda v: v >= 1, "1 or more"),
+    "overlap_tokens": (lambda v: v >= 0, "0 or more"),
+    "concurrency": (lambda v: v >= 0, "0 (automatic: 1 for the local model, 4 for a server) or more"),
+    "n_ctx": (lambda v: v >= 1, "1 or more (tokens of the local model's context)"),
+    "n_threads": (lambda v: v >= 0, "0 (every core) or more"),
+    "max_retries": (lambda v: v >= 0, "0 or more"),
+    "task_retries": (lambda v: v >= 0, "0 or more"),
+    "timeout": (lambda v: math.isfinite(v) and v > 0, "a number of seconds above 0"),
+    "max_file_mb": (lambda v: math.isfinite(v) and v > 0, "a number of MB above 0"),
+}
+_URL_EXAMPLES = {"base_url": "http://localhost:8080/v1", "chroma_url": "http://localhost:8000"}
+_LABELS = "a list of speaker labels (a TOML list of strings, or comma-separated in JTBD_INTERVIEWERS)"
+
+# The sources load_settings puts below the values given to Settings(...): see settings_customise_sources.
+_LAYERS: ContextVar[tuple[PydanticBaseSettingsSource, ...]] = ContextVar("jtbd_settings_layers", default=())
+
+
+class Settings(BaseSettings):
+    # strict: 2500.9 is no chunk size and true no concurrency (environment text is parsed by _Environment);
+    # frozen: one Settings is shared by every Prefect task of a batch.
+    model_config = SettingsConfigDict(frozen=True, strict=True, extra="forbid", case_sensitive=True)
+
+    backend: Literal["local", "openai"] = "local"
     model: str = ""  # openai: the served model's name; local: defaults to the GGUF's name
     model_path: str = ""  # local: any GGUF; default: the assembled Qwen2.5-Coder-1.5B
     base_url: str = ""  # openai: any OpenAI-compatible endpoint (Ollama, vLLM, llama.cpp ...)
     extra_body: str = ""  # openai: JSON merged into each request, e.g. {"repeat_penalty": 1.0} for llama.cpp
-    llm_mode: str = "auto"  # auto: json_object_schema for llama.cpp in process, tools for servers
+    # auto: json_object_schema for llama.cpp in process, tools for servers (coding/backends.py MODES)
+    llm_mode: Literal["auto", "tools", "json", "md_json", "json_schema", "json_object_schema"] = "auto"
     strategy: str = "rate"  # see prompts/passes.toml
     chunk_tokens: int = 2500  # fewer, larger chunks: prompt tokens are the cost on a CPU
     overlap_tokens: int = 200
@@ -48,13 +81,60 @@ class Settings:
     task_retries: int = 3  # retries of a chunk after a transient error (timeout, 429, 5xx), with backoff
     timeout: float = 180.0
     seed: int = 0
-    data_dir: str = field(default_factory=lambda: str(_data_home()))
+    data_dir: str = Field(default_factory=lambda: str(_data_home()))
     chroma_url: str = ""  # empty: a persistent store under data_dir
     collection: str = "jtbd_codes"
-    embeddings: str = "local"  # local (MiniLM int8 ONNX) | openai
+    embeddings: Literal["local", "openai"] = "local"  # local (MiniLM int8 ONNX) | openai
     embedding_model: str = "text-embedding-3-small"
     interviewers: tuple[str, ...] = ()
     max_file_mb: float = DEFAULT_MAX_FILE_MB  # larger transcript files are refused unread
+    prompts_dir: str = ""  # a folder of prompt files that overrides the bundled prompts/; empty: the bundled ones
+
+    # How each value was given, so a bad one is named as the user wrote it (source_of). Not a setting.
+    _sources: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   **unused: PydanticBaseSettingsSource) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Highest first: the flags (or the values given in code), then load_settings' environment and
+        # config file. Settings(...) in code reads neither, whatever the environment or the working
+        # directory holds: tests and eval build exactly the settings they name.
+        return (init_settings, *_LAYERS.get())
+
+    @field_validator(*_RANGES)
+    @classmethod
+    def _in_range(cls, value: float, info: Any) -> float:
+        ok, allowed = _RANGES[info.field_name]
+        if not ok(value):
+            raise _OutOfRange(value, f"it must be {allowed}")
+        return value
+
+    @field_validator("base_url", "chroma_url")
+    @classmethod
+    def _http_url(cls, value: str, info: Any) -> str:
+        if value and not _is_http_url(value):
+            # Without a scheme the clients read "localhost" as one and retry a connection for half a minute.
+            raise ValueError("it must be a URL that starts with http:// or https://, "
+                             f"e.g. {_URL_EXAMPLES[info.field_name]}")
+        return value
+
+    @field_validator("extra_body")
+    @classmethod
+    def _json_object(cls, value: str) -> str:
+        problem = _json_object_problem(value) if value else ""
+        if problem:  # else each transcript fails with it, after the model work before it
+            raise ValueError(f"it must be a JSON object, e.g. '{{\"repeat_penalty\": 1.0}}' ({problem})")
+        return value
+
+    @field_validator("interviewers", mode="before")
+    @classmethod
+    def _labels(cls, value: Any) -> tuple[str, ...]:
+        # A TOML list, the repeated --interviewer flag, or "Sam, Alex" from the environment.
+        if isinstance(value, str):
+            value = value.split(",")
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise ValueError(f"it must be {_LABELS}")
+        return tuple(v.strip() for v in value if v.strip())
 
     @property
     def api_key(self) -> str:
@@ -81,69 +161,132 @@ class Settings:
 
     def public(self) -> dict[str, Any]:
         """Every setting, safe to print or store (no secrets live in Settings)."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return {name: getattr(self, name) for name in type(self).model_fields}
+
+
+class _OutOfRange(ValueError):
+    """A value of the right type outside its range; it keeps the value as checked (0.0 for a TOML 0)."""
+
+    def __init__(self, value: Any, allowed: str) -> None:
+        super().__init__(allowed)
+        self.value = value
 
 
 _ENV_ALIASES = {"base_url": ("JTBD_BASE_URL", "OPENAI_BASE_URL")}
+_FLAGS = {"interviewers": "--interviewer"}  # the flag is given once per interviewer
 
 
-def _coerce(name: str, value: Any, source: str = "") -> Any:
-    kind = type(getattr(Settings(), name))
-    if kind is tuple:
-        return tuple(v.strip() for v in value.split(",") if v.strip()) if isinstance(value, str) else tuple(value)
+class _Environment(PydanticBaseSettingsSource):
+    """JTBD_<SETTING> variables (and the _ENV_ALIASES); `found` names the variable behind each value."""
+
+    def __init__(self, settings_cls: type[BaseSettings]) -> None:
+        super().__init__(settings_cls)
+        self.found: dict[str, str] = {}
+        self.values: dict[str, Any] = {}
+        for name, field in settings_cls.model_fields.items():
+            value, var, _ = self.get_field_value(field, name)
+            if var:
+                self.found[name], self.values[name] = var, value
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        for var in _ENV_ALIASES.get(field_name, (f"JTBD_{field_name.upper()}",)):
+            if os.environ.get(var):  # an empty variable is no value
+                return _parsed(field.annotation, os.environ[var]), var, False
+        return None, "", False
+
+    def __call__(self) -> dict[str, Any]:
+        return self.values
+
+
+def _parsed(kind: Any, text: str) -> Any:
+    """A number from a variable's text ("3", "12.5"); anything else as given, for Settings to check.
+    Parsed as text, not as JSON: "true" or "2500.9" is no whole number."""
+    if kind not in (int, float):
+        return text
     try:
-        return kind(value)
-    except (TypeError, ValueError) as err:
-        where = f"{source}: " if source else ""
-        raise ValueError(f"{where}setting {name!r} must be {kind.__name__}, not {value!r}") from err
+        return TypeAdapter(kind).validate_strings(text)
+    except ValidationError:
+        return text  # refused by Settings, naming the variable
+
+
+class MissingConfigFile(FileNotFoundError, ValueError):
+    """--config or $JTBD_CONFIG names no file: a missing file, and a bad setting (exit status 2)."""
 
 
 def config_file(explicit: str | None = None) -> Path | None:
-    for candidate in (explicit, os.environ.get("JTBD_CONFIG"), "jtbd.toml",
-                      Path.home() / ".config" / "jtbd-coder" / "config.toml"):
-        if candidate and Path(candidate).is_file():
-            return Path(candidate)
-    if explicit:
-        raise FileNotFoundError(f"config file {explicit} does not exist")
+    # A file the user named must exist: reading ./jtbd.toml or defaults instead would hide a typo.
+    for named, where in ((explicit, "--config"), (os.environ.get("JTBD_CONFIG"), "environment variable JTBD_CONFIG")):
+        if named:
+            if not Path(named).is_file():
+                problem = "a folder, not a file" if Path(named).is_dir() else "no such file"
+                raise MissingConfigFile(f"{where} is {str(named)!r}: {problem} (it must name a TOML settings file)")
+            return Path(named)
+    for candidate in (Path("jtbd.toml"), Path.home() / ".config" / "jtbd-coder" / "config.toml"):
+        if candidate.is_file():
+            return candidate
     return None
 
 
+def _config_source(path: Path) -> TomlConfigSettingsSource:
+    try:
+        return TomlConfigSettingsSource(Settings, toml_file=path)
+    except (ValueError, OSError) as err:  # TOMLDecodeError and UnicodeDecodeError are ValueErrors
+        raise ValueError(f"{path}: not a valid TOML settings file ({err})") from err
+
+
+def _given(flags: dict[str, Any] | None) -> dict[str, Any]:
+    """The flags that were given: None, "" and an empty list mean "not on the command line"."""
+    given = {key: value for key, value in (flags or {}).items() if value not in (None, (), [], "")}
+    unknown = set(given) - set(Settings.model_fields)
+    if unknown:  # a caller's mistake, like an unknown keyword argument; the API key is never a flag
+        raise TypeError(f"not settings: {', '.join(sorted(unknown))}")
+    return given
+
+
 def load_settings(flags: dict[str, Any] | None = None, config: str | None = None) -> Settings:
-    values: dict[str, Any] = {}
-    sources: dict[str, str] = {}  # how each value was given, so a bad one is named as the user wrote it
-    path = config_file(config)
-    if path:
-        try:
-            table = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-            raise ValueError(f"{path}: not a valid TOML settings file ({err})") from err
-        for key, value in table.items():
-            if key not in {f.name for f in fields(Settings)}:
-                raise ValueError(f"{path}: unknown setting {key!r}")
-            values[key] = _coerce(key, value, str(path))
-            sources[key] = f"{path}: {key}"
-    for f in fields(Settings):
-        for var in _ENV_ALIASES.get(f.name, (f"JTBD_{f.name.upper()}",)):
-            if os.environ.get(var):
-                values[f.name] = _coerce(f.name, os.environ[var], f"environment variable {var}")
-                sources[f.name] = f"environment variable {var}"
-                break
-    for key, value in (flags or {}).items():
-        if value not in (None, (), ""):
-            sources[key] = "--" + key.replace("_", "-")
-            values[key] = _coerce(key, value, sources[key])
-    settings = replace(Settings(), **values)
-    _check(settings, sources)
-    # Not a field (it is no setting): checks that need I/O (jtbd.checks) name options by it too.
-    object.__setattr__(settings, "_sources", sources)
+    given, env, path = _given(flags), _Environment(Settings), config_file(config)
+    file = _config_source(path) if path else None
+    sources = {key: f"{path}: {key}" for key in (file.toml_data if file else {})}
+    sources |= {name: f"environment variable {var}" for name, var in env.found.items()}
+    sources |= {key: _FLAGS.get(key, "--" + key.replace("_", "-")) for key in given}
+    token = _LAYERS.set((env, file) if file else (env,))
+    try:
+        settings = _validated(given, sources)
+    finally:
+        _LAYERS.reset(token)
+    _check(settings)
+    return settings
+
+
+def with_changes(settings: Settings, **changes: Any) -> Settings:
+    """A copy with some values changed, checked like loaded ones (model_copy(update=...) checks nothing).
+    A changed value was set in code; the others keep the names they were given by."""
+    unknown = set(changes) - set(Settings.model_fields)
+    if unknown:
+        raise TypeError(f"not settings: {', '.join(sorted(unknown))}")
+    sources = {name: how for name, how in settings._sources.items() if name not in changes}
+    changed = _validated(settings.public() | changes, sources)
+    _check(changed)
+    return changed
+
+
+def _validated(values: dict[str, Any], sources: dict[str, str]) -> Settings:
+    try:
+        settings = Settings(**values)
+    except ValidationError as err:
+        raise ValueError(_one_line(err, sources)) from None  # pydantic's own report is several lines
+    settings._sources = sources
     return settings
 
 
 def source_of(settings: Settings, name: str, sources: dict[str, str] | None = None) -> str:
     """How a setting was given: '--chunk-tokens', 'environment variable JTBD_CHUNK_TOKENS' or
     'jtbd.toml: chunk_tokens'; 'setting chunk_tokens' for a default or a value set in code."""
-    known = sources if sources is not None else getattr(settings, "_sources", {})
-    return known.get(name, f"setting {name}")
+    return _named(name, sources if sources is not None else settings._sources)
+
+
+def _named(name: str, sources: dict[str, str]) -> str:
+    return sources.get(name, f"setting {name}")
 
 
 def _shown(value: Any) -> str:
@@ -152,42 +295,44 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-# setting: (test, what is allowed). Outside these a value fails late (after the model is
-# loaded, or in every chunk) or hangs, so it is refused before any work.
-_RANGES = {
-    "chunk_tokens": (lambda v: v >= 1, "1 or more"),
-    "overlap_tokens": (lambda v: v >= 0, "0 or more"),
-    "concurrency": (lambda v: v >= 0, "0 (automatic: 1 for the local model, 4 for a server) or more"),
-    "n_ctx": (lambda v: v >= 1, "1 or more (tokens of the local model's context)"),
-    "n_threads": (lambda v: v >= 0, "0 (every core) or more"),
-    "max_retries": (lambda v: v >= 0, "0 or more"),
-    "task_retries": (lambda v: v >= 0, "0 or more"),
-    "timeout": (lambda v: math.isfinite(v) and v > 0, "a number of seconds above 0"),
-    "max_file_mb": (lambda v: math.isfinite(v) and v > 0, "a number of MB above 0"),
-}
+def _one_line(err: ValidationError, sources: dict[str, str]) -> str:
+    """The first problem pydantic found, as '<how it was given> is <value>: <what is allowed>'."""
+    problem = err.errors(include_url=False)[0]
+    name = str(problem["loc"][0])
+    where = _named(name, sources)
+    if problem["type"] == "extra_forbidden":  # only a config file can hold another key
+        if name == "api_key":  # the key's value is not shown
+            return f"{where}: API keys are read from the environment only (JTBD_API_KEY or OPENAI_API_KEY)"
+        close = difflib.get_close_matches(name, Settings.model_fields, n=1)
+        return f"{where} is not a setting" + (f" (did you mean {close[0]}?)" if close else "")
+    error = (problem.get("ctx") or {}).get("error")
+    if problem["type"] != "value_error":  # the wrong type, or not one of the listed values
+        return f"{where} is {_shown(problem['input'])}: {_allowed(name)}"
+    return f"{where} is {_shown(getattr(error, 'value', problem['input']))}: {error}"
 
 
-def _check(s: Settings, sources: dict[str, str] | None = None) -> None:
-    def bad(name: str, allowed: str) -> ValueError:
-        return ValueError(f"{source_of(s, name, sources)} is {_shown(getattr(s, name))}: {allowed}")
+def _allowed(name: str) -> str:
+    """What a setting takes, for a value of the wrong type."""
+    kind = Settings.model_fields[name].annotation
+    if get_origin(kind) is Literal:
+        choices = [repr(choice) for choice in get_args(kind)]
+        return f"it must be {', '.join(choices[:-1])} or {choices[-1]}"
+    if kind is int:
+        return "it must be a whole number" + (f", {_RANGES[name][1]}" if name in _RANGES else "")
+    if kind is float:
+        return f"it must be {_RANGES[name][1] if name in _RANGES else 'a number'}"
+    if kind is str:
+        return "it must be text (in quotes in a TOML file)"
+    return f"it must be {_LABELS}"
 
-    if s.backend not in ("local", "openai"):
-        raise bad("backend", "backend must be 'local' or 'openai'")
-    for name, (ok, allowed) in _RANGES.items():
-        if not ok(getattr(s, name)):
-            raise bad(name, f"it must be {allowed}")
-    for name, example in (("base_url", "http://localhost:8080/v1"), ("chroma_url", "http://localhost:8000")):
-        if getattr(s, name) and not _is_http_url(getattr(s, name)):
-            # Without a scheme the clients read "localhost" as one and retry a connection for half a minute.
-            raise bad(name, f"it must be a URL that starts with http:// or https://, e.g. {example}")
-    problem = _json_object_problem(s.extra_body) if s.extra_body else ""
-    if problem:  # else each transcript fails with it, after the model work before it
-        raise bad("extra_body", f"it must be a JSON object, e.g. '{{\"repeat_penalty\": 1.0}}' ({problem})")
+
+def _check(s: Settings) -> None:
+    """What no single value shows: the combinations of values."""
     if s.backend == "openai" and not s.model:
         raise ValueError("the openai backend needs a model name: --model or JTBD_MODEL")
     if s.overlap_tokens >= s.chunk_tokens:
-        raise bad("overlap_tokens", f"overlap_tokens must be smaller than chunk_tokens "
-                                    f"({source_of(s, 'chunk_tokens', sources)} is {s.chunk_tokens})")
+        raise ValueError(f"{source_of(s, 'overlap_tokens')} is {s.overlap_tokens}: overlap_tokens must be smaller "
+                         f"than chunk_tokens ({source_of(s, 'chunk_tokens')} is {s.chunk_tokens})")
 
 
 def _is_http_url(url: str) -> bool:

@@ -14,6 +14,7 @@ import hashlib
 import tomllib
 from dataclasses import dataclass, field, replace
 from importlib import resources
+from pathlib import Path
 
 from jtbd.schemas.codebook import RATED_LABELS
 
@@ -55,27 +56,31 @@ class Strategy:
     decide: dict = field(default_factory=dict)  # how rated sentences become codes (coding/decide.py)
 
 
-def _read(name: str) -> str:
+def _read(name: str, folder: str = "") -> str:
+    """A prompt file from `folder` when it has one by that name (a prompt experiment), else the bundled one."""
+    mine = Path(folder) / name if folder else None
+    if mine is not None and mine.is_file():
+        return mine.read_text(encoding="utf-8").strip()
     return resources.files(__package__).joinpath(name).read_text(encoding="utf-8").strip()
 
 
-def _config() -> dict:
-    return tomllib.loads(_read("passes.toml"))
+def _config(folder: str = "") -> dict:
+    return tomllib.loads(_read("passes.toml", folder))
 
 
-def _system(spec: str | list[str]) -> str:
+def _system(spec: str | list[str], folder: str = "") -> str:
     """The system prompt: one file, or several joined by a blank line."""
-    return "\n\n".join(_read(name) for name in ([spec] if isinstance(spec, str) else spec))
+    return "\n\n".join(_read(name, folder) for name in ([spec] if isinstance(spec, str) else spec))
 
 
-def _example_turns(name: str, prompt: PromptPass) -> tuple[dict, ...]:
+def _example_turns(name: str, prompt: PromptPass, folder: str = "") -> tuple[dict, ...]:
     """Chat turns from an examples file: per example, the excerpt with the task and its first
     sentence (rendered as the real call is), then one user turn per further sentence, each
     followed by the answer."""
     if prompt.item is None:
         raise ValueError(f"{name}: worked examples need a per-sentence pass (an 'item' line)")
     turns: list[dict] = []
-    for e, example in enumerate(tomllib.loads(_read(name)).get("examples", []), 1):
+    for e, example in enumerate(tomllib.loads(_read(name, folder)).get("examples", []), 1):
         excerpt, answers = example.get("excerpt", "").strip(), example.get("answers", [])
         if not excerpt or not answers:
             raise ValueError(f"{name}: example {e} needs an excerpt and at least one answer")
@@ -107,27 +112,30 @@ def _window(strategy: str, step: dict) -> tuple[int, int]:
     return tokens, overlap
 
 
-def strategies() -> list[str]:
-    return sorted(_config()["strategies"])
+def strategies(folder: str = "") -> list[str]:
+    return sorted(_config(folder)["strategies"])
 
 
-def load_strategy(name: str = "rate") -> Strategy:
-    config = _config()
+def load_strategy(name: str = "rate", folder: str = "") -> Strategy:
+    """A strategy from passes.toml; `folder` (--prompts-dir) overrides any bundled prompt file it holds."""
+    if folder and not Path(folder).is_dir():
+        raise ValueError(f"prompts_dir {folder} is not a folder")
+    config = _config(folder)
     if name not in config["strategies"]:
-        raise ValueError(f"unknown strategy {name!r}; choose one of {', '.join(strategies())}")
+        raise ValueError(f"unknown strategy {name!r}; choose one of {', '.join(strategies(folder))}")
     entry = config["strategies"][name]
-    system, excerpt = _system(entry.get("system", config["system"])), _read(config["excerpt"])
+    system, excerpt = _system(entry.get("system", config["system"]), folder), _read(config["excerpt"], folder)
     if "{excerpt}" not in excerpt:
         raise ValueError(f"prompt file {config['excerpt']} must contain {{excerpt}}")
     asked = hashlib.sha256(repr(entry["passes"]).encode() + system.encode() + excerpt.encode())
     passes = []
     for step in entry["passes"]:
-        task = _read(step["prompt"])
+        task = _read(step["prompt"], folder)
         asked.update(task.encode())
         prompt = PromptPass(step["prompt"].removesuffix(".md"), system, excerpt, task,
                             step["response_model"], int(step["max_tokens"]), step.get("item"))
         if "examples" in step:
-            prompt = replace(prompt, examples=_example_turns(step["examples"], prompt))
+            prompt = replace(prompt, examples=_example_turns(step["examples"], prompt, folder))
             asked.update(repr(prompt.examples).encode())
         if "window_tokens" in step or "window_overlap_tokens" in step:
             prompt = replace(prompt, window=_window(name, step))

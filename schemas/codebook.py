@@ -5,7 +5,7 @@ Two families live here:
 * the *stored* codes (`Force`, `Trigger`, `JobStory`, `Quote`): what the
   product outputs, each carrying the interviewee's verbatim words and where
   they are in the transcript;
-* the *drafts* the LLM fills in (`SentenceCodes`, `JobsAndQuotes`,
+* the *drafts* the LLM fills in (`SentenceRating`, `JobsAndQuotes`,
   `QuotedCodes`): field descriptions are part of the prompt and validators
   encode the codebook's rules, so a violation is re-asked.
 """
@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from functools import lru_cache
 from enum import Enum
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, Field, ValidationInfo, computed_field, create_model, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationInfo, computed_field, field_validator
 
 
 class ForceType(str, Enum):
@@ -159,72 +158,6 @@ def _check_sentence(value: int, info: ValidationInfo) -> int:
     return value
 
 
-class SentenceCode(BaseModel):
-    n: int = Field(description="the sentence number in square brackets")
-    code: SentenceCodeValue
-
-
-class SentenceCodes(BaseModel):
-    """One code per numbered interviewee sentence, in order (`none` for most)."""
-
-    items: list[SentenceCode]
-
-    @model_validator(mode="after")
-    def _one_per_sentence(self, info: ValidationInfo) -> "SentenceCodes":
-        expected = sorted((info.context or {}).get("sentence_ids") or [])
-        if expected and [item.n for item in self.items] != expected:
-            raise ValueError(f"give exactly one item per numbered sentence, in order: n = 1 to {len(expected)}")
-        return self
-
-
-@lru_cache(maxsize=256)
-def sentence_codes_for(count: int) -> type[SentenceCodes]:
-    """A SentenceCodes whose schema fixes the items to n = 1..count, in order.
-
-    Under a grammar (llama.cpp) the model then cannot skip a sentence, invent a
-    number or run on: it must judge every sentence, which is what stops a small
-    model from listing sentence after sentence with one label.
-    """
-    items = tuple(create_model(f"SentenceCode{n}", __base__=SentenceCode, n=(Literal[n], Field(description=f"sentence [{n}]")))
-                  for n in range(1, count + 1))
-    return create_model(f"SentenceCodes{count}", __base__=SentenceCodes, items=(tuple[items], ...))  # type: ignore[valid-type]
-
-
-FOUND_LIMITS = {"push": 4, "pull": 4, "anxiety": 4, "habit": 4, "trigger": 2}  # sentences per code, at most
-
-
-class FoundSentences(BaseModel):
-    """For each code, the few numbered interviewee sentences that clearly show it (most sentences show none)."""
-
-    push: list[int] = Field(default_factory=list, max_length=FOUND_LIMITS["push"])
-    pull: list[int] = Field(default_factory=list, max_length=FOUND_LIMITS["pull"])
-    anxiety: list[int] = Field(default_factory=list, max_length=FOUND_LIMITS["anxiety"])
-    habit: list[int] = Field(default_factory=list, max_length=FOUND_LIMITS["habit"])
-    trigger: list[int] = Field(default_factory=list, max_length=FOUND_LIMITS["trigger"])
-
-    @field_validator("push", "pull", "anxiety", "habit", "trigger")
-    @classmethod
-    def _known(cls, values: list[int], info: ValidationInfo) -> list[int]:
-        return list(dict.fromkeys(_check_sentence(v, info) for v in values))
-
-    def labelled(self) -> list[tuple[int, str]]:
-        """(sentence, code) pairs; a sentence listed under several codes keeps the first in codebook order."""
-        seen: dict[int, str] = {}
-        for code in ("trigger", "push", "pull", "anxiety", "habit"):
-            for n in getattr(self, code):
-                seen.setdefault(n, code)
-        return sorted(seen.items())
-
-
-@lru_cache(maxsize=256)
-def found_sentences_for(count: int) -> type[FoundSentences]:
-    """A FoundSentences whose numbers are restricted to 1..count, so a grammar cannot invent sentences."""
-    number = Literal[tuple(range(1, count + 1))]  # type: ignore[valid-type]
-    lists = {code: (list[number], Field(..., max_length=limit))  # type: ignore[valid-type]  (every key: judge each code)
-             for code, limit in FOUND_LIMITS.items()}
-    return create_model(f"FoundSentences{count}", __base__=FoundSentences, **lists)
-
-
 class JobDraft(BaseModel):
     sentence: int = Field(description="the numbered interviewee sentence that best shows this job")
     when: str = Field(max_length=160, description="the situation, without the word 'When'")
@@ -296,8 +229,6 @@ class SentenceRating(BaseModel):
 
 DRAFT_MODELS: dict[str, type[BaseModel]] = {
     "SentenceRating": SentenceRating,
-    "SentenceCodes": SentenceCodes,
-    "FoundSentences": FoundSentences,
     "JobsAndQuotes": JobsAndQuotes,
     "QuotedCodes": QuotedCodes,
 }

@@ -32,28 +32,14 @@ from jtbd.settings import load_settings
 
 
 def collect_ratings(gold, settings) -> dict[str, list[RatedSentence]]:
-    """Code the gold transcripts with the normal flow and keep the ratings the decision reads."""
-    import jtbd.flows.code_batch as flow
-
-    by_text: dict[str, list[RatedSentence]] = {}
-    decide = flow.decide
-
-    def keep(rated, text=None, **settings_):
-        rated = list(rated)
-        by_text[text] = rated
-        return decide(rated, text=text, **settings_)
-
-    flow.decide = keep
-    try:
-        with tempfile.TemporaryDirectory() as out:
-            summary = code_gold(gold, settings, Path(out))
-    finally:
-        flow.decide = decide
+    """Code the gold transcripts with the normal flow and keep the ratings the decision read."""
+    with tempfile.TemporaryDirectory() as out:
+        summary = code_gold(gold, settings, Path(out))
     if summary.transcripts_failed:
         for path, reason in summary.transcripts_failed:
             print(f"{path}: {reason}", file=sys.stderr)
         raise SystemExit("some transcripts could not be coded; nothing fitted")
-    return {g.id: by_text.get(g.transcript.text, []) for g in gold}
+    return {g.id: summary.ratings.get(g.transcript.id, []) for g in gold}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -121,6 +121,18 @@ def _fresh_llms():
     backends._LLMS.clear()
 
 
+def isolate_env(tmp_path: Path, monkeypatch) -> Path:
+    """No JTBD_*/OPENAI_* variables, an empty home and an empty working directory."""
+    for var in list(os.environ):
+        if var.startswith(("JTBD_", "OPENAI_")) or var == "XDG_DATA_HOME":
+            monkeypatch.delenv(var)
+    for folder in ("home", "cwd"):
+        (tmp_path / folder).mkdir()
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path / "cwd")
+    return tmp_path
+
+
 def run_paths(paths, settings, out_dir):
     """The code_batch flow on these files or folders."""
     from jtbd.flows.code_batch import run_batch
@@ -138,11 +150,9 @@ def data_dir(tmp_path, monkeypatch):
 
 def server_settings(data_dir: Path, **overrides):
     """Settings that point at the recorded llama.cpp server."""
-    from dataclasses import replace
-
-    from jtbd.settings import Settings
+    from jtbd.settings import Settings, with_changes
 
     base = Settings(backend="openai", base_url=RECORD_BASE_URL, model=RECORD_MODEL,
                     llm_mode="json_object_schema", extra_body='{"repeat_penalty": 1.0}',
                     concurrency=1, timeout=900.0, data_dir=str(data_dir), task_retries=0)
-    return replace(base, **overrides)
+    return with_changes(base, **overrides)

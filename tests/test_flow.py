@@ -186,7 +186,7 @@ def test_a_new_decision_threshold_re_decides_from_cached_ratings(coded, my_vcr, 
     strategy = load_strategy(settings.strategy)
     table = strategy.decide | {"threshold": strategy.decide["threshold"] + 0.5}  # the same gate, set higher
     stricter = dataclasses.replace(strategy, decide=table, version="stricter")
-    monkeypatch.setattr(code_batch, "load_strategy", lambda name: stricter)
+    monkeypatch.setattr(code_batch, "load_strategy", lambda name, folder="": stricter)
     with my_vcr.use_cassette(CASSETTE, allow_playback_repeats=True) as cassette:
         second = _run([EXAMPLE], settings, tmp_path / "run2")
         assert cassette.play_count == 0

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import isolate_env
 from jtbd.coding.inputs import discover
 from jtbd.coding.parse import TranscriptError, load_transcript
 from jtbd.settings import Settings, load_settings
@@ -22,14 +23,8 @@ TRANSCRIPT = "Interviewer: What were you using before?\nPriya: A shared spreadsh
 @pytest.fixture(autouse=True)
 def clean_env(tmp_path, monkeypatch) -> Path:
     """No JTBD_*/OPENAI_* variables, an empty home, an empty working directory and data folder."""
-    for var in list(os.environ):
-        if var.startswith(("JTBD_", "OPENAI_")) or var == "XDG_DATA_HOME":
-            monkeypatch.delenv(var)
-    for folder in ("home", "cwd"):
-        (tmp_path / folder).mkdir()
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    isolate_env(tmp_path, monkeypatch)
     monkeypatch.setenv("JTBD_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.chdir(tmp_path / "cwd")
     return tmp_path
 
 
@@ -73,7 +68,7 @@ def test_fifo_beside_a_transcript_is_a_problem_and_nothing_blocks(tmp_path):
     for given in ([good.parent], [fifo, good]):  # found walking a folder, and given by name
         hung, result = _with_deadline(discover, given)
         assert not hung, "discover blocked on a FIFO"
-        files, problems = result["value"]
+        files, problems, _ = result["value"]
         assert files == [good]
         [(path, problem)] = problems
         assert path == str(fifo) and "not a regular file (a FIFO)" in problem
@@ -98,7 +93,7 @@ def test_link_to_dev_zero_is_refused(tmp_path):
     # discover first: on a version without the check it returns the link, and this fails
     # before anything reads /dev/zero (which would fill memory)
     for given in ([link], [link.parent]):
-        files, problems = discover(given)
+        files, problems, _ = discover(given)
         assert files == [] and problems == [(str(link), "not a regular file (a character device); "
                                                         "give the transcript file itself")]
     with pytest.raises(TranscriptError, match=r"zero\.txt: not a regular file \(a character device\)"):
@@ -112,7 +107,7 @@ def test_file_over_the_configured_limit_is_refused_naming_size_and_limit(monkeyp
     small = _transcript(tmp_path / "small.txt")
     big = tmp_path / "big.txt"
     big.write_text((TRANSCRIPT * 240)[:20_000], encoding="utf-8")
-    files, problems = discover([big, small], max_bytes=limit)
+    files, problems, _ = discover([big, small], max_bytes=limit)
     assert files == [small]
     [(path, problem)] = problems
     expected = ("file is too large: 20,000 bytes, over the limit of 10,485 bytes (max_file_mb); if it is a "
@@ -131,7 +126,7 @@ def test_default_limit_refuses_a_21_mb_file_unread(tmp_path):
     huge = tmp_path / "huge.txt"
     with open(huge, "wb") as f:
         f.truncate(21 * 2**20)  # sparse: no disk used
-    files, problems = discover([huge])
+    files, problems, _ = discover([huge])
     assert files == [] and problems == [(str(huge), problems[0][1])]
     assert "too large: 21.0 MB, over the limit of 20.0 MB" in problems[0][1]
     with pytest.raises(TranscriptError, match="too large: 21.0 MB"):

@@ -205,8 +205,7 @@ def test_search_json_prints_no_terminal_escapes_from_the_store(monkeypatch):
     store = SimpleNamespace(search=lambda *a, **k: [_hit(" \x1b]0;x\x07\x9b2J\x7f")])
     monkeypatch.setattr(jtbd.cli, "settings_from", lambda args: None)
     monkeypatch.setattr(jtbd.cli, "_open_store", lambda settings: store)
-    args = SimpleNamespace(query="milk", k=5, kind=None, force=None, transcript=None, speaker=None, json=True)
-    assert jtbd.cli.cmd_search(args) == 0
+    assert jtbd.cli.main(["search", "milk", "--json"]) == 0
     shown = screen.export_text()
     assert not CONTROL.search(shown) and "\\u001b" not in shown and "\\u009b" not in shown
     assert '"quote": "it gets all gunked up and tastes off."' in shown

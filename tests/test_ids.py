@@ -113,13 +113,13 @@ def prompt_copy(tmp_path, monkeypatch) -> Path:
     """A copy of the prompt files; the loader is pointed at it (it only reads its own package)."""
     copy = tmp_path / "prompts"
     shutil.copytree(PROMPTS_DIR, copy, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
-    monkeypatch.setattr(prompts, "_read", lambda name: (copy / name).read_text(encoding="utf-8").strip())
+    monkeypatch.setattr(prompts, "_read", lambda name, folder="": (copy / name).read_text(encoding="utf-8").strip())
     return copy
 
 
 def test_strategy_versions_are_stable_hashes():
     names = strategies()
-    assert {"rate", "sentences", "quotes"} <= set(names)
+    assert {"rate", "quotes"} <= set(names)
     versions = {name: load_strategy(name).version for name in names}
     assert all(HASH.fullmatch(v) for v in versions.values())
     assert {name: load_strategy(name).version for name in names} == versions
@@ -131,7 +131,7 @@ def test_copied_prompts_give_the_same_versions(prompt_copy):
     """The redirected reader is faithful: an untouched copy hashes like the package's own files."""
     copied = {name: load_strategy(name).version for name in strategies()}
     with pytest.MonkeyPatch.context() as m:
-        m.setattr(prompts, "_read", lambda name: (PROMPTS_DIR / name).read_text(encoding="utf-8").strip())
+        m.setattr(prompts, "_read", lambda name, folder="": (PROMPTS_DIR / name).read_text(encoding="utf-8").strip())
         assert {name: load_strategy(name).version for name in strategies()} == copied
 
 
@@ -140,13 +140,11 @@ def _versions() -> dict[str, str]:
 
 
 @pytest.mark.parametrize(("edited", "changes"), [
-    ("label_sentences.md", {"label_all"}),
-    ("find_forces.md", {"sentences"}),
     ("rate_sentence.md", {"rate"}),
     ("quote_codes.md", {"quotes"}),
-    ("jobs_quotes.md", {"rate", "sentences", "quotes", "label_all"}),
-    ("system.md", {"rate", "sentences", "quotes", "label_all"}),
-    ("worked_example.md", {"sentences", "quotes", "label_all"}),  # rate shows its examples as turns
+    ("jobs_quotes.md", {"rate", "quotes"}),
+    ("system.md", {"rate", "quotes"}),
+    ("worked_example.md", {"quotes"}),  # rate shows its examples as turns
 ])
 def test_editing_a_prompt_file_changes_exactly_the_strategies_that_use_it(prompt_copy, edited, changes):
     before = _versions()
@@ -173,7 +171,7 @@ def test_editing_a_pass_entry_changes_its_strategy(prompt_copy):
     assert "max_tokens = 900" in text
     path.write_text(text.replace("max_tokens = 900", "max_tokens = 901"), encoding="utf-8")
     after = _versions()
-    assert after["quotes"] != before["quotes"] and after["sentences"] == before["sentences"]
+    assert after["quotes"] != before["quotes"] and after["rate"] == before["rate"]
 
 
 def test_the_decide_table_changes_the_version_but_not_what_the_model_is_asked(prompt_copy):
@@ -213,7 +211,7 @@ def test_rating_examples_are_answered_turns_before_the_excerpt():
     assert shots[0]["content"].startswith(rate.excerpt_template.split("{excerpt}")[0])  # each example opens like the real call
     assert messages[-1] == {"role": "user", "content": rate.render("EXCERPT", 3, "It broke again.")[-1]["content"]}
     assert "EXCERPT" not in "".join(m["content"] for m in messages[:-1])  # the same prefix for every chunk
-    assert load_strategy("sentences").passes[0].examples == ()
+    assert load_strategy("quotes").passes[0].examples == ()
 
 
 def test_editing_a_rating_example_changes_only_the_rate_version(prompt_copy):
@@ -243,26 +241,26 @@ def test_a_broken_examples_file_is_a_clear_error(prompt_copy, old, new, problem)
 
 @pytest.mark.parametrize(("setting", "problem"), [
     ('examples = "rate_examples.toml"', "rate_examples.toml: worked examples need a per-sentence pass"),
-    ("window_tokens = 800", "find_forces.md: window_tokens needs a per-sentence pass"),
+    ("window_tokens = 800", "quote_codes.md: window_tokens needs a per-sentence pass"),
 ])
 def test_rating_settings_on_a_pass_that_does_not_rate_sentences_are_rejected(prompt_copy, setting, problem):
     path = prompt_copy / "passes.toml"
     text = path.read_text(encoding="utf-8")
-    old = '{ prompt = "find_forces.md", response_model = "FoundSentences", max_tokens = 120 }'
+    old = '{ prompt = "quote_codes.md", response_model = "QuotedCodes", max_tokens = 900 }'
     assert old in text
     path.write_text(text.replace(old, old[:-2] + f", {setting} }}"), encoding="utf-8")
     with pytest.raises(ValueError, match=problem):
-        load_strategy("sentences")
+        load_strategy("quotes")
 
 
 def test_excerpt_template_without_placeholder_is_rejected(prompt_copy):
     (prompt_copy / "excerpt.md").write_text("No placeholder here.\n", encoding="utf-8")
     with pytest.raises(ValueError, match="excerpt"):
-        load_strategy("sentences")
+        load_strategy("quotes")
 
 
 def test_unknown_strategy_names_the_choices():
-    with pytest.raises(ValueError, match="unknown strategy 'nope'.*quotes.*sentences"):
+    with pytest.raises(ValueError, match="unknown strategy 'nope'.*quotes, rate"):
         load_strategy("nope")
 
 
@@ -288,3 +286,17 @@ def test_the_rating_window_is_part_of_what_the_model_is_asked(prompt_copy):
     after = load_strategy("rate")
     assert after.passes[0].window == (900, 100)
     assert after.passes_version != before.passes_version  # new requests: a new chunk cache key
+
+
+def test_a_prompts_folder_overrides_the_bundled_files_it_holds(tmp_path):
+    """--prompts-dir: a prompt experiment runs through the product; files it lacks stay bundled."""
+    bundled = load_strategy("rate")
+    (tmp_path / "rate_sentence.md").write_text((PROMPTS_DIR / "rate_sentence.md").read_text(encoding="utf-8")
+                                               + "\nAnswer with one word.\n", encoding="utf-8")
+    mine = load_strategy("rate", str(tmp_path))
+    assert mine.passes[0].task.endswith("Answer with one word.") and mine.version != bundled.version
+    assert mine.passes[1] == bundled.passes[1]  # jobs_quotes.md came from the package
+    (tmp_path / "empty").mkdir()
+    assert load_strategy("rate", str(tmp_path / "empty")) == bundled
+    with pytest.raises(ValueError, match="not a folder"):
+        load_strategy("rate", str(tmp_path / "missing"))

@@ -1,11 +1,16 @@
 """Live: the embedded default model codes a short transcript in process, no cassette.
 
-Slow (loads the 1 GB model and runs it on the CPU); deselect with `-m "not live"`.
+Slow (loads the 1 GB model and runs it on the CPU), so opt-in: plain `pytest` leaves it out
+(addopts in pyproject.toml); `pytest -m live` runs it.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -38,3 +43,18 @@ def test_embedded_model_codes_a_short_transcript(prefect_harness, data_dir, tmp_
     assert summary.llm_calls >= 9 and summary.prompt_tokens > 8 * 500
     again = run_batch([str(SHORT)], settings, str(tmp_path / "run2"))
     assert again.llm_calls == 0 and again.cache_hits == again.chunks
+
+
+def _collected(*options: str) -> str:
+    """What `pytest --collect-only` selects in this file, as the README's commands run it."""
+    pytest_script = Path(sys.executable).with_name("pytest")  # not `python -m`, which puts ./jtbd first
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"}
+    done = subprocess.run([str(pytest_script), "--collect-only", "-q", "-p", "no:cacheprovider", *options,
+                           "tests/test_live.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    return done.stdout + done.stderr  # a child that fails to start shows why
+
+
+def test_plain_pytest_leaves_the_live_test_out_and_m_live_selects_it():
+    live = "test_live.py::test_embedded_model_codes_a_short_transcript"
+    assert live not in _collected()  # .ci/run's plain `pytest`
+    assert live in _collected("-m", "live")

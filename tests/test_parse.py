@@ -738,8 +738,8 @@ def test_a_folder_yields_its_transcripts_and_names_what_it_cannot_code(tmp_path)
     for name in ("a.txt", "deep/b.docx", "~$b.docx", ".notes.txt", "a.gold.json", "slides.pdf"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text("x")
-    files, problems = discover([tmp_path, tmp_path / "missing"])
+    files, problems, skipped = discover([tmp_path, tmp_path / "missing"])
     assert files == [tmp_path / "a.txt", tmp_path / "deep/b.docx"]  # not Word's "~$" lock file, nor hidden files
-    assert problems == [(str(tmp_path / "slides.pdf"), "unsupported file type .pdf; supported: "
-                                                       ".txt, .md, .docx, .vtt, .srt, .json"),
-                        (str(tmp_path / "missing"), "no such file or folder")]
+    assert problems == [(str(tmp_path / "missing"), "no such file or folder")]
+    assert skipped == [(str(tmp_path / "slides.pdf"), "a document format that is not read; "
+                                                      "save a transcript as .docx or .txt to code it")]

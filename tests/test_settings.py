@@ -160,7 +160,7 @@ def test_wrongly_typed_config_value_error_names_the_file(clean_env, text):
 
 
 @pytest.mark.parametrize(("flags", "message"), [
-    ({"backend": "cloud"}, "backend must be"),
+    ({"backend": "cloud"}, "--backend is 'cloud': it must be 'local' or 'openai'"),
     ({"backend": "openai"}, "needs a model name"),
     ({"chunk_tokens": 100, "overlap_tokens": 100}, "overlap_tokens must be smaller"),
 ])

@@ -1,0 +1,144 @@
+"""The coding pipeline as plain functions; flows/code_batch.py only schedules them with Prefect.
+
+    identify the files -> plan a transcript's chunk jobs (each with its cache key)
+    -> run one job (the model calls) -> finish a transcript (decide, merge, check)
+
+Nothing here retries, caches or runs in parallel: that is the scheduler's. Each stage
+returns what it made, so a script or a test reads a transcript's ratings from
+`finish_transcript`'s result instead of reaching into the flow.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from jtbd.coding import backends
+from jtbd.coding.chunk import Chunk, chunk_transcript
+from jtbd.coding.decide import Decision, RatedSentence, decide
+from jtbd.coding.extract import ChunkResult, build_excerpt, code_chunk, decided_codes, keep_supported_jobs
+from jtbd.coding.identity import IdCollision, SourceFile, StoredSource, transcript_ids
+from jtbd.coding.merge import merge_codes
+from jtbd.coding.sentences import split_sentences
+from jtbd.prompts import Strategy
+from jtbd.schemas.codebook import CodedTranscript, Provenance
+from jtbd.schemas.transcript import Transcript
+from jtbd.settings import Settings
+
+# What the in-process backend fixes in code rather than in settings (coding/backends.py):
+# part of every local cache key, so changing one of them there is a cache miss here.
+LOCAL_DECODING = {"repeat_penalty": 1.0, "temperature": "as each pass asks"}
+
+
+@dataclass(frozen=True)
+class ChunkJob:
+    """One chunk of one transcript, with the key its result is cached under."""
+    transcript: Transcript
+    chunk: Chunk
+    cache_key: str
+
+
+@dataclass
+class FinishedTranscript:
+    coded: CodedTranscript
+    rated: list[RatedSentence] = field(default_factory=list)  # what the decision read
+    decisions: list[Decision] = field(default_factory=list)
+
+
+def identify(sources: dict[str, SourceFile],
+             stored: dict[str, StoredSource]) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """Each path's transcript id, and (path, problem) for a file no id tells apart."""
+    pending, failed = dict(sources), []
+    while True:
+        try:
+            by_source = transcript_ids(list(pending.values()), stored)
+            return {p: by_source[s.path] for p, s in pending.items()}, failed
+        except IdCollision as err:  # the file is named; the rest of the batch goes on
+            path = next(p for p, s in pending.items() if s.path == err.path)
+            failed.append((path, err.problem))
+            del pending[path]
+
+
+def cache_key(transcript: Transcript, chunk: Chunk, settings: Settings, strategy: Strategy,
+              provenance: Provenance) -> str:
+    """Everything that can change the model's answers for this chunk: the exact excerpts, what
+    the model is asked, which model on which server with which decoding settings. Not how the
+    ratings become codes: a new [decide] table re-decides from cached ratings without a call."""
+    excerpts = [build_excerpt(transcript, chunk, p.response_model != "QuotedCodes").text for p in strategy.passes]
+    asked = provenance.model_copy(update={"prompt_version": strategy.passes_version})
+    payload = [transcript.id, chunk.char_start, chunk.text, excerpts, asked.model_dump(), settings.strategy,
+               [p.max_tokens for p in strategy.passes], _answered_by(settings)]
+    return "jtbd-chunk-" + hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def _answered_by(settings: Settings) -> dict[str, Any]:
+    """The model and everything about how it is run that can change an answer."""
+    who: dict[str, Any] = {"backend": settings.backend, "model": backends.model_label(settings),
+                           "llm_mode": settings.llm_mode, "seed": settings.seed, "max_retries": settings.max_retries}
+    if settings.backend == "openai":
+        who |= {"base_url": settings.base_url.rstrip("/"), "extra_body": _json_or_text(settings.extra_body)}
+    else:
+        who |= {"model_path": settings.model_path, "n_ctx": settings.n_ctx, "decoding": LOCAL_DECODING}
+    return who
+
+
+def _json_or_text(text: str) -> Any:
+    try:
+        return json.loads(text) if text else {}
+    except ValueError:
+        return text
+
+
+def plan_transcript(transcript: Transcript, settings: Settings, strategy: Strategy,
+                    provenance: Provenance) -> list[ChunkJob]:
+    chunks = chunk_transcript(transcript, settings.chunk_tokens, settings.overlap_tokens)
+    return [ChunkJob(transcript, c, cache_key(transcript, c, settings, strategy, provenance)) for c in chunks]
+
+
+def run_job(job: ChunkJob, settings: Settings, strategy: Strategy, provenance: Provenance,
+            notify: Callable[..., None]) -> ChunkResult:
+    """The model calls for one chunk."""
+    llm = backends.get_llm(settings)
+    return code_chunk(llm, job.transcript, job.chunk, strategy, provenance, max_retries=settings.max_retries,
+                      notify=notify)
+
+
+def finish_transcript(transcript: Transcript, results: list[ChunkResult], provenance: Provenance,
+                      decide_with: dict[str, Any]) -> FinishedTranscript:
+    """A transcript's codes from its chunks' results: the ratings decided across the whole
+    transcript, codes merged where chunks overlap, job stories checked against their evidence."""
+    results = list(results)
+    rated = [r for res in results for r in res.rated]
+    decisions = decide(rated, text=transcript.text, **decide_with) if rated else []
+    if decisions:
+        results.append(ChunkResult(f"{transcript.id}#decided", decided_codes(decisions, transcript, provenance)))
+    # Cached chunks were coded under the same questions, maybe under another [decide]: stamp this run's.
+    codes = [c.model_copy(update={"provenance": provenance}) for c in merge_codes(c for r in results for c in r.codes)]
+    # Chunks cached before statements were checked hold unchecked job stories: check them all here.
+    codes, unsupported = keep_supported_jobs(codes, transcript)
+    rejected = [r for res in results for r in res.rejected] + unsupported
+    coded = CodedTranscript(transcript=transcript.id, source=transcript.source, codes=codes, rejected=rejected)
+    return FinishedTranscript(coded, rated, decisions)
+
+
+def batch_size(jobs: dict[str, list[ChunkJob]], is_cached: Callable[[str], bool]) -> dict[str, int]:
+    """How much a batch asks of the model: interviewee sentences and chunks, in all and not cached."""
+    sentences = new_sentences = uncached = 0
+    for transcript_jobs in jobs.values():
+        if not transcript_jobs:
+            continue
+        starts = [s.char_start for s in split_sentences(transcript_jobs[0].transcript)]
+        sentences += len(starts)
+        for job in transcript_jobs:
+            if not is_cached(job.cache_key):
+                uncached += 1
+                new_sentences += sum(job.chunk.char_start <= at < job.chunk.char_end for at in starts)
+    return {"sentences": sentences, "chunks": sum(map(len, jobs.values())), "uncached_chunks": uncached,
+            "uncached_sentences": new_sentences}
+
+
+def is_cached_in(results_path: Path) -> Callable[[str], bool]:
+    return lambda key: (Path(results_path) / key).exists()
