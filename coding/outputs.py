@@ -8,7 +8,7 @@ import csv
 import json
 from collections import Counter
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from jtbd.coding.text import strip_controls
 from jtbd.schemas.codebook import KINDS, CodedTranscript, ForceType
@@ -75,22 +75,25 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
-def markdown_report(ct: CodedTranscript) -> str:
+def markdown_report(ct: CodedTranscript, status_of: Callable[[Any], str] | None = None) -> str:
+    """`status_of` (an export's review status of a code) is shown after each code when given."""
     jobs = sum(r.get("code") == "job" for r in ct.rejected)  # a statement its evidence does not back
     counts = f"{_count(len(ct.codes), 'code')}, {_count(len(ct.rejected) - jobs, 'rejected quote')}" \
              + (f", {_count(jobs, 'rejected job statement')}." if jobs else ".")
+    if status_of is not None:  # an export of reviewed codes: "rejected" would read as a reviewer's rejections
+        counts = f"{_count(len(ct.codes), 'code')}."
     lines = [f"# {ct.source}", "", counts, ""]
     lines += forces_diagram(ct.codes, per_quadrant=2) + [""]
     for kind in KINDS:
         mine = [c for c in ct.codes if c.kind == kind]
         lines += [f"## {_HEADINGS[kind]} ({len(mine)})", ""]
         for code in sorted(mine, key=lambda c: (c.label, c.grounding.char_start)):
-            lines.append(_markdown_item(code))
+            lines.append(_markdown_item(code, status_of=status_of))
         lines.append("")
     story = sorted((c for c in ct.codes if c.kind in ("trigger", "force")), key=lambda c: c.grounding.char_start)
     lines += [f"## The story in order ({len(story)})", "",
               "Triggers and forces as the interviewee told them, for the timeline.", ""]
-    lines += [_markdown_item(code, tag=True) for code in story]
+    lines += [_markdown_item(code, tag=True, status_of=status_of) for code in story]
     return strip_controls("\n".join(lines) + "\n")  # no terminal escapes from older caches, as in code_row
 
 
@@ -137,7 +140,7 @@ def _short(text: str, limit: int = 140) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "\u2026"
 
 
-def study_report(coded: list[CodedTranscript]) -> str:
+def study_report(coded: list[CodedTranscript], status_of: Callable[[Any], str] | None = None) -> str:
     """Across a run's transcripts: codes per interview, the study's forces diagram with its surest
     quotes (one per interview before a second from any), and every trigger and job story."""
     forces = [f.value for f in ForceType]
@@ -153,14 +156,15 @@ def study_report(coded: list[CodedTranscript]) -> str:
     for kind in ("trigger", "job"):
         mine = [c for c in codes if c.kind == kind]
         lines += ["", f"## {_HEADINGS[kind]} ({len(mine)})", ""]
-        lines += [_markdown_item(c, source=True) for c in sorted(mine, key=lambda c: (c.grounding.transcript,
-                                                                                        c.grounding.char_start))]
+        ordered = sorted(mine, key=lambda c: (c.grounding.transcript, c.grounding.char_start))
+        lines += [_markdown_item(c, source=True, status_of=status_of) for c in ordered]
     return strip_controls("\n".join(lines) + "\n")  # no terminal escapes from older caches, as in code_row
 
 
-def _markdown_item(code: Any, tag: bool = False, source: bool = False) -> str:
+def _markdown_item(code: Any, tag: bool = False, source: bool = False,
+                   status_of: Callable[[Any], str] | None = None) -> str:
     """One code as a list item; `tag` names triggers too (for a list of mixed kinds), `source`
-    names the transcript file (for a list across transcripts)."""
+    names the transcript file (for a list across transcripts), `status_of` gives its review status."""
     g = code.grounding
     where = [g.source] if source else []
     where += [format_timestamp(g.start_seconds)] if g.start_seconds is not None else []
@@ -172,7 +176,8 @@ def _markdown_item(code: Any, tag: bool = False, source: bool = False) -> str:
     if tag:
         head["trigger"] = "**trigger**"
     prefix = head.get(code.kind, "")
-    return f"- {prefix}{' ' if prefix else ''}> \"{_lead(code.quote)}{code.quote}\" - {g.speaker}{when}"
+    status = f" *({status_of(code)})*" if status_of is not None and status_of(code) else ""
+    return f"- {prefix}{' ' if prefix else ''}> \"{_lead(code.quote)}{code.quote}\" - {g.speaker}{when}{status}"
 
 
 def _lead(quote: str) -> str:

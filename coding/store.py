@@ -1,6 +1,7 @@
 """Store grounded codes in Chroma and search them by meaning.
 
-One collection holds every code of every transcript. IDs are deterministic
+One collection holds every code of every transcript of a study (jtbd_codes for the default
+study, jtbd_codes__<study> for another: see Settings.study_collection). IDs are deterministic
 (transcript + label + offsets), so a re-run upserts instead of duplicating.
 A transcript is replaced as a unit: its vectors are computed first, then its
 new codes are upserted and codes it no longer has are deleted, so a failure
@@ -32,7 +33,22 @@ class Hit:
         return round(1.0 - self.distance, 3)
 
 
-def open_collection(path: str = "", url: str = "", name: str = "jtbd_codes") -> Any:
+def open_collection(path: str = "", url: str = "", name: str = "jtbd_codes", create: bool = True) -> Any:
+    """The collection; with create=False, None when the store has no collection of that name."""
+    client = _client(path, url)
+    if not create and name not in collection_names(path, url, client):
+        return None
+    # No embedding function: Chroma's default downloads a model. We pass vectors ourselves.
+    return client.get_or_create_collection(name, embedding_function=None,
+                                           metadata={"hnsw:space": "cosine"})
+
+
+def collection_names(path: str = "", url: str = "", client: Any = None) -> list[str]:
+    """Every collection of the store (one per study)."""
+    return sorted(c if isinstance(c, str) else c.name for c in (client or _client(path, url)).list_collections())
+
+
+def _client(path: str, url: str) -> Any:
     import chromadb
     from chromadb.config import Settings as ChromaSettings
 
@@ -41,13 +57,9 @@ def open_collection(path: str = "", url: str = "", name: str = "jtbd_codes") -> 
         from urllib.parse import urlparse
 
         parts = urlparse(url)
-        client = chromadb.HttpClient(host=parts.hostname or "localhost", port=parts.port or 8000,
-                                     ssl=parts.scheme == "https", settings=quiet)
-    else:
-        client = chromadb.PersistentClient(path=path, settings=quiet)
-    # No embedding function: Chroma's default downloads a model. We pass vectors ourselves.
-    return client.get_or_create_collection(name, embedding_function=None,
-                                           metadata={"hnsw:space": "cosine"})
+        return chromadb.HttpClient(host=parts.hostname or "localhost", port=parts.port or 8000,
+                                   ssl=parts.scheme == "https", settings=quiet)
+    return chromadb.PersistentClient(path=path, settings=quiet)
 
 
 def code_metadata(code: Any, context: tuple[str, str]) -> dict[str, Any]:
@@ -74,11 +86,13 @@ class CodeStore:
         self.embedder = embedder
 
     def replace_transcript(self, transcript_id: str, codes: Sequence[Any],
-                           contexts: Sequence[tuple[str, str]], source: dict[str, str] | None = None) -> int:
+                           contexts: Sequence[tuple[str, str]], source: dict[str, str] | None = None,
+                           vectors: Sequence[Sequence[float]] | None = None) -> int:
         """`source`: where the transcript came from (source_path, source_sha256), kept on every code
-        so a later batch tells this file apart from another of the same name."""
+        so a later batch tells this file apart from another of the same name. `vectors`: the codes'
+        embeddings, when the caller computed them first (see `embed`)."""
         ids = [c.id for c in codes]
-        vectors = self.embedder.embed([c.quote for c in codes]) if codes else []
+        vectors = self.embed(codes) if vectors is None else vectors
         if codes:
             metadatas = [{**code_metadata(c, ctx), **(source or {})} for c, ctx in zip(codes, contexts)]
             self.collection.upsert(ids=ids, documents=[c.quote for c in codes], embeddings=vectors,
@@ -87,6 +101,10 @@ class CodeStore:
         if stale:
             self.collection.delete(ids=sorted(stale))
         return len(ids)
+
+    def embed(self, codes: Sequence[Any]) -> list:
+        """The codes' vectors: the slow step of storing, done before any write."""
+        return self.embedder.embed([c.quote for c in codes]) if codes else []
 
     def delete_transcript(self, transcript_id: str) -> int:
         """Remove every code of a transcript; the number removed."""

@@ -20,7 +20,7 @@ from jtbd.eval.score import (
 from jtbd.schemas.codebook import CodedTranscript
 from jtbd.settings import Settings, with_changes
 
-EVAL_COLLECTION = "jtbd_eval"  # keep gold transcripts out of the analysts' collection
+EVAL_STUDY = "eval"  # keep gold transcripts out of the analysts' studies (Chroma collection and reviews)
 
 
 @dataclass
@@ -108,12 +108,12 @@ def read_run(out_dir: Path, gold: list[GoldSet]) -> dict[str, CodedTranscript]:
 
 def code_gold(gold: list[GoldSet], settings: Settings, out_dir: Path) -> Any:
     """Code the gold transcripts with the normal flow (each with the speakers its gold file names),
-    into the eval collection; the batch summary."""
+    into the eval study; the batch summary."""
     from jtbd.flows.code_batch import run_batch
 
     roles = {str(g.transcript_path): (list(g.interviewers), list(g.interviewees)) for g in gold}
     ids = {str(g.transcript_path): g.transcript.id for g in gold}
-    return run_batch(list(roles), with_changes(settings, collection=EVAL_COLLECTION), str(out_dir),
+    return run_batch(list(roles), with_changes(settings, study=EVAL_STUDY), str(out_dir),
                      roles=roles, ids=ids)
 
 

@@ -1,8 +1,13 @@
 """The `code_batch` Prefect flow: wiring only, the work lives in jtbd.coding.pipeline.
 
     discover -> identify -> parse (task per transcript) -> plan chunk jobs -> code (task per
-    chunk, cached, retried) -> finish (decide, merge) -> store in Chroma (per transcript, as
-    soon as its chunks are done) -> write run folder
+    chunk, cached, retried) -> finish (decide, merge) -> store in Chroma and the review store
+    (per transcript, as soon as its chunks are done) -> write run folder
+
+Both stores belong to the settings' study. A transcript is stored as a unit: its vectors are
+computed first, then the review store's transaction is written, Chroma is written inside it, and
+the transaction commits only after Chroma took the codes; a failure of either fails the
+transcript in one line and leaves the review store as it was.
 
 A chunk task's result is cached under its job's key (coding/pipeline.py `cache_key`: the exact
 model input and everything about the model that can change an answer) under the data folder,
@@ -36,6 +41,7 @@ from jtbd.coding.inputs import discover
 from jtbd.coding.outputs import write_run
 from jtbd.coding.parse import load_transcript, speaker_roles
 from jtbd.coding.retry import describe_error, is_transient
+from jtbd.coding.reviews import ReviewStore
 from jtbd.coding.store import CodeStore, open_collection
 from jtbd.prompts import Strategy, load_strategy
 from jtbd.schemas.codebook import KINDS, CodedTranscript, Provenance, schema_version
@@ -130,14 +136,20 @@ def code_chunk_task(job: pipeline.ChunkJob, settings: Settings, strategy: Strate
 @task(name="store-transcript")
 def store_task(coded: CodedTranscript, transcript: Transcript, settings: Settings, source: SourceFile) -> int:
     contexts = [context_of(c, transcript) for c in coded.codes]
-    return _store(settings, embed=True).replace_transcript(
-        coded.transcript, coded.codes, contexts, {"source_path": source.path, "source_sha256": source.sha256})
+    store = _store(settings, embed=True)
+    vectors = store.embed(coded.codes)  # the slow step, before either store is written
+    codes = [c.model_dump(mode="json") for c in coded.codes]
+    with ReviewStore.open(settings.review_db_url) as reviews, \
+            reviews.saving_coded(settings.study, transcript, source.path, codes):  # commits after Chroma's write
+        return store.replace_transcript(coded.transcript, coded.codes, contexts,
+                                        {"source_path": source.path, "source_sha256": source.sha256}, vectors)
 
 
 def _store(settings: Settings, embed: bool) -> CodeStore:
     embedder = make_embedder(settings.embeddings, settings.embedding_model, settings.base_url,
                              settings.api_key, settings.timeout) if embed else None
-    return CodeStore(open_collection(str(settings.chroma_path), settings.chroma_url, settings.collection), embedder)
+    return CodeStore(open_collection(str(settings.chroma_path), settings.chroma_url, settings.study_collection),
+                     embedder)
 
 
 def _store_exists(settings: Settings) -> bool:
@@ -157,6 +169,7 @@ def code_batch(paths: list[str], settings: Settings, out_dir: str,
                             model=backends.model_label(settings))
     summary = BatchSummary(out_dir=out_dir, **provenance.model_dump())
     meter_before = backends.meter_snapshot(settings)
+    ReviewStore.open(settings.review_db_url).close()  # a database it cannot open fails before any model call
     found = discover(paths, max_bytes=settings.max_file_bytes)  # before any file is read
     summary.transcripts_failed.extend(found.problems)
     summary.skipped.extend(found.skipped)

@@ -12,6 +12,7 @@ import jtbd.environment  # noqa: F401  (quiet, offline defaults first)
 import functools
 import inspect
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -26,7 +27,8 @@ from rich.table import Table
 from jtbd.checks import check_code_options
 from jtbd.coding.parse import SUPPORTED_SUFFIXES
 from jtbd.eval import cli as eval_commands
-from jtbd.settings import Settings, load_settings
+from jtbd.settings import (DEFAULT_STUDY, Settings, load_settings, source_of, study_collection,
+                           study_of_collection)
 
 console = Console(stderr=True)
 out = Console()
@@ -112,11 +114,18 @@ SETTING_OPTIONS: dict[str, tuple[Any, Any]] = {
                            "process; openai: the embeddings endpoint of --base-url"),
     "embedding_model": _setting(STORE, "--embedding-model", str, "openai embeddings: the model "
                                 "(default text-embedding-3-small)", "NAME"),
+    "study": _setting(STORE, "--study", str, "the study: its own Chroma collection and review records "
+                      "(default: default); letters, digits, - and _", "NAME"),
+    "db_url": _setting(STORE, "--db", str, "the review database, any SQLAlchemy URL, e.g. "
+                       "postgresql://db.example.org/reviews (default: SQLite at <data-dir>/reviews.sqlite3; "
+                       "a password comes from JTBD_DB_PASSWORD)", "URL"),
+    "reviewer": _setting(STORE, "--reviewer", str, "who records review decisions (default: the OS user)", "NAME"),
 }
 CONFIG_OPTION = (str, _option("--config", "a TOML settings file (default: $JTBD_CONFIG, ./jtbd.toml or "
                                           "~/.config/jtbd-coder/config.toml)", "FILE"))
 ALL_SETTINGS = tuple(SETTING_OPTIONS)
-STORE_SETTINGS = ("data_dir", "chroma_url", "collection")
+STORE_SETTINGS = ("data_dir", "chroma_url", "collection", "study")
+REVIEW_SETTINGS = (*STORE_SETTINGS, "db_url")
 SEARCH_SETTINGS = (*STORE_SETTINGS, "embeddings", "embedding_model", "base_url", "timeout")
 
 
@@ -235,6 +244,13 @@ EvalFolder = Annotated[Optional[str], _option("--out", "run folder for the coded
                                               "(default runs/eval-<date-time>)", "DIR")]
 GoldCheckFolder = Annotated[str, typer.Argument(metavar="FOLDER", show_default=False,
                                                 help="a folder of <id>.gold.json files beside their transcripts")]
+ExportFormat = Annotated[Literal["csv", "json", "md", "gold", "qdpx"], _option(
+    "--format", "csv, json (JSON lines), md (the study and interview reports), gold (a folder of *.gold.json for "
+    "'jtbd eval --gold') or qdpx (a REFI-QDA project for ATLAS.ti, MAXQDA, NVivo, QualCoder)")]
+ExportStatus = Annotated[Literal["reviewed", "all", "suggestions"], _option(
+    "--status", "reviewed (default: accepted, changed or added by a person), suggestions (the model's, not reviewed "
+    "yet) or all (everything not rejected)")]
+ExportOut = Annotated[str, _option("--out", "the file to write (a folder for --format gold)", "PATH")]
 
 
 @app.command()
@@ -260,7 +276,16 @@ def code(paths: Paths, run_folder: RunFolder = None, debug: Debug = False, *, fl
                       f"(looked for {', '.join(SUPPORTED_SUFFIXES)})", soft_wrap=True)
         return 1
     print_summary(summary.as_dict())
+    if summary.transcripts_ok:
+        out.print(f"open it in your browser: {serve_command(flags)}", markup=False, soft_wrap=True)
     return 1 if summary.transcripts_failed else 0
+
+
+def serve_command(flags: dict[str, Any]) -> str:
+    """The `jtbd serve` line that opens what `jtbd code` with these flags just stored."""
+    same_store = [(name, flags[key]) for key, name in (("data_dir", "--data-dir"), ("chroma_url", "--chroma-url"),
+                  ("collection", "--collection"), ("study", "--study"), ("db_url", "--db")) if flags.get(key)]
+    return shlex.join(["jtbd", "serve", *(part for pair in same_store for part in pair)])
 
 
 class batch_progress:
@@ -286,7 +311,8 @@ class batch_progress:
 
     def on_event(self, event: str, *args: Any, **kwargs: Any) -> None:
         if event == "batch_planned":
-            console.print(plan_line(**kwargs), markup=False, soft_wrap=True)
+            if kwargs["chunks"]:  # nothing parsed: the failures say why
+                console.print(plan_line(**kwargs), markup=False, soft_wrap=True)
         elif event == "transcripts_total":
             self.bar.update(self.transcripts, total=args[0])
         elif event == "chunks_total":
@@ -383,15 +409,46 @@ def print_summary(s: dict[str, Any]) -> None:
     out.print(table)
 
 
-def _open_store(settings: Settings, embed: bool = True) -> Any:
+def _open_store(settings: Settings, embed: bool = True, missing_ok: bool = False) -> Any:
+    """The study's code store; a study other than the default must exist (None with missing_ok)."""
     from jtbd.coding.embed import make_embedder
     from jtbd.coding.store import CodeStore, open_collection
 
     if not settings.chroma_url and not settings.chroma_path.exists():
-        raise FileNotFoundError(f"no coded transcripts yet in {settings.chroma_path}; run 'jtbd code' first")
+        raise _nothing_coded(settings)
+    collection = open_collection(str(settings.chroma_path), settings.chroma_url, settings.study_collection,
+                                 create=settings.study == DEFAULT_STUDY)  # as earlier versions did
+    if collection is None:
+        if missing_ok:
+            return None
+        raise FileNotFoundError(f"{source_of(settings, 'study')} is {settings.study!r}: no such study in the store "
+                                f"(studies: {', '.join(_study_collections(settings)) or 'none'}; see 'jtbd list')")
     embedder = make_embedder(settings.embeddings, settings.embedding_model, settings.base_url, settings.api_key,
                              settings.timeout) if embed else None
-    return CodeStore(open_collection(str(settings.chroma_path), settings.chroma_url, settings.collection), embedder)
+    return CodeStore(collection, embedder)
+
+
+def _nothing_coded(settings: Settings) -> FileNotFoundError:
+    return FileNotFoundError(f"no coded transcripts yet in {settings.chroma_path}; run 'jtbd code' first")
+
+
+def _study_collections(settings: Settings) -> dict[str, str]:
+    """Each study the code store holds, with its Chroma collection."""
+    from jtbd.coding.store import collection_names
+
+    names = collection_names(str(settings.chroma_path), settings.chroma_url)
+    found = {study_of_collection(settings.collection, name): name for name in names}
+    return {study: name for study, name in sorted(found.items()) if study is not None}
+
+
+def _open_reviews(settings: Settings) -> Any:
+    """The review store, or None when the default SQLite file was never made (a store of an earlier
+    version): reading or forgetting makes no database."""
+    from jtbd.coding.reviews import ReviewStore
+
+    if not settings.db_url and not (Path(settings.data_dir) / "reviews.sqlite3").exists():
+        return None
+    return ReviewStore.open(settings.review_db_url)
 
 
 @app.command()
@@ -427,15 +484,18 @@ def search(query: Query, kind: Kind = None, force: ForceType = None, transcript:
 
 
 @app.command("list")
-@_with_settings(*STORE_SETTINGS)
+@_with_settings(*REVIEW_SETTINGS)
 def list_transcripts(*, flags: dict[str, Any]) -> int:
-    """List the coded transcripts in the store, with their codes per kind.
+    """List the studies with their transcripts; with --study, a study's coded transcripts and codes per kind.
 
     Example:
-    jtbd list --data-dir ~/studies/onboarding
+    jtbd list --study onboarding
     """
-    stored = _open_store(settings_from(flags), embed=False).transcripts()
-    table = Table(title=f"coded transcripts in the store: {len(stored)}")
+    settings = settings_from(flags)
+    if flags.get("study") is None:
+        return _list_studies(settings)
+    stored = _open_store(settings, embed=False).transcripts()
+    table = Table(title=f"coded transcripts in study {settings.study}: {len(stored)}")
     table.add_column("transcript", no_wrap=True)  # the id `jtbd forget` and `--transcript` take: never cut
     for col in ("file", "codes", "model / prompt version"):
         table.add_column(col, overflow="fold")  # wrapped, never cut with an ellipsis
@@ -447,15 +507,40 @@ def list_transcripts(*, flags: dict[str, Any]) -> int:
     return 0
 
 
-@app.command()
-@_with_settings(*STORE_SETTINGS)
-def forget(ids: TranscriptIds, *, flags: dict[str, Any]) -> int:
-    """Remove transcripts' codes from the store and their cached model results.
+def _list_studies(settings: Settings) -> int:
+    """Each study of the code store and the review store, with its transcripts (in either)."""
+    from jtbd.coding.store import CodeStore, open_collection
 
-    For a participant who withdraws or a file coded by mistake. Run folders are yours to delete.
+    reviews = _open_reviews(settings)
+    has_codes = bool(settings.chroma_url) or settings.chroma_path.exists()
+    if not has_codes and reviews is None:
+        raise _nothing_coded(settings)
+    transcripts: dict[str, set[str]] = {}
+    if reviews is not None:
+        with reviews:
+            transcripts = {study: set(reviews.transcript_ids(study)) for study in reviews.studies()}
+    for study, name in _study_collections(settings).items() if has_codes else ():
+        collection = open_collection(str(settings.chroma_path), settings.chroma_url, name)
+        transcripts.setdefault(study, set()).update(CodeStore(collection, None).transcripts())
+    table = Table(title=f"studies: {len(transcripts)} ('jtbd list --study NAME' lists a study's transcripts)")
+    for col in ("study", "transcripts", "Chroma collection"):
+        table.add_column(col, overflow="fold")
+    for study, ids in sorted(transcripts.items()):
+        table.add_row(escape(study), str(len(ids)), escape(study_collection(settings.collection, study)))
+    out.print(table)
+    return 0
+
+
+@app.command()
+@_with_settings(*REVIEW_SETTINGS)
+def forget(ids: TranscriptIds, *, flags: dict[str, Any]) -> int:
+    """Remove transcripts' codes from the store, their review records and their cached model results.
+
+    For a participant who withdraws or a file coded by mistake: the study's codes, the transcript
+    and every suggestion and review decision of it in the review database. Run folders are yours to delete.
 
     Example:
-    jtbd forget call-07
+    jtbd forget call-07 --study onboarding
     """
     # Everything the data folder holds of these transcripts, with or without a store yet.
     from jtbd.coding.store import scrub_log
@@ -464,8 +549,10 @@ def forget(ids: TranscriptIds, *, flags: dict[str, Any]) -> int:
     settings = settings_from(flags)
     known: dict[str, Any] = {}
     removed: dict[str, int] = {}
-    if settings.chroma_url or settings.chroma_path.exists():
-        store = _open_store(settings, embed=False)
+    reviewed, elsewhere = _forget_reviews(settings, ids)  # first: the store most likely to refuse (a lock)
+    store = _open_store(settings, embed=False, missing_ok=True) \
+        if settings.chroma_url or settings.chroma_path.exists() else None
+    if store is not None:
         known = store.transcripts()
         doomed = [code_id for tid in ids for code_id in store.ids_of(tid)]
         removed = {tid: store.delete_transcript(tid) for tid in ids}
@@ -475,19 +562,78 @@ def forget(ids: TranscriptIds, *, flags: dict[str, Any]) -> int:
     for tid in ids:
         if removed.get(tid):
             _said(f"{tid}: {_plural(removed[tid], 'code')} removed from the store")
+        if any(reviewed.get(tid, {}).values()):
+            rows = reviewed[tid]
+            _said(f"{tid}: {_plural(rows['transcripts'], 'transcript')}, {_plural(rows['suggestions'], 'suggestion')} "
+                  f"and {_plural(rows['decisions'], 'review decision')} removed from the review database")
+        for other in elsewhere.get(tid, []):  # the same id in another study may be the same participant
+            _said(f"{tid}: also in study {other}, kept there (jtbd forget {tid} --study {other})")
         if gone.cached.get(tid):
             _said(f"{tid}: {_plural(len(gone.cached[tid]), 'cached chunk result')} removed from {settings.results_path}")
     if gone.failures:
         _said(f"{_plural(len(gone.failures), 'failure record')} of an earlier version removed from "
               f"{settings.results_path} (they could hold any transcript's words)")
     console.print("run folders (codes.jsonl, reports, normalised text) are yours to delete", markup=False)
-    missing = [tid for tid in ids if not removed.get(tid) and not gone.cached.get(tid)]
+    missing = [tid for tid in ids if not removed.get(tid) and not gone.cached.get(tid)
+               and not any(reviewed.get(tid, {}).values())]
     if missing:
         shown = ", ".join(known) or "none"
         console.print(f"[red]error:[/red] nothing stored or cached for: {escape(', '.join(missing))} "
                       f"(coded transcripts in the store: {escape(shown)})", soft_wrap=True)
         return 1
     return 0
+
+
+def _forget_reviews(settings: Settings, ids: Sequence[str]) -> tuple[dict[str, dict[str, int]], dict[str, list[str]]]:
+    """Each transcript's rows removed from the study's review records (none without a review database),
+    and the other studies that hold a transcript of the same id."""
+    reviews = _open_reviews(settings)
+    if reviews is None:
+        return {}, {}
+    with reviews:
+        removed = {tid: reviews.forget(settings.study, [tid]) for tid in ids}
+        held = {study: set(reviews.transcript_ids(study)) for study in reviews.studies()}
+    return removed, {tid: [study for study, tids in held.items() if tid in tids] for tid in ids}
+
+
+@app.command("export")
+@_with_settings(*REVIEW_SETTINGS, "reviewer")
+def export_codes(export_format: ExportFormat, out_path: ExportOut, status: ExportStatus = "reviewed", *,
+                 flags: dict[str, Any]) -> int:
+    """Export a study's reviewed codes: CSV, JSON lines, Markdown, a gold folder or a REFI-QDA project.
+
+    Example:
+    jtbd export --study onboarding --format qdpx --out onboarding.qdpx
+    """
+    from jtbd.coding.export import Note, export_study as build, other_gold_files, write_export
+
+    settings = settings_from(flags)
+    reviews = _open_reviews(settings)
+    if reviews is None:
+        raise FileNotFoundError(f"no review database yet in {settings.data_dir}; run 'jtbd code' first")
+    with reviews:
+        studies = reviews.studies()
+        if settings.study not in studies:
+            raise FileNotFoundError(f"{source_of(settings, 'study')} is {settings.study!r}: no such study in the "
+                                    f"review database (studies: {', '.join(studies) or 'none'}; see 'jtbd list')")
+        export = build(reviews, settings.study, export_format, status=status, reviewer=settings.reviewer_name,
+                       origin=f"jtbd-coder {_version()}")
+    for line in export.problems:
+        console.print(("note: " if isinstance(line, Note) else "left out: ") + line, markup=False, soft_wrap=True)
+    if export_format == "gold" and not export.files:
+        console.print(f"[red]error:[/red] nothing to export: no interview of study {escape(settings.study)} has "
+                      f"{'a decision' if status == 'reviewed' else 'codes'} yet", soft_wrap=True)
+        return 1
+    others = other_gold_files(export, out_path)
+    written = write_export(export, out_path)
+    counts = ", ".join(f"{status_name} {n}" for status_name, n in sorted(export.counts.items())) or "none"
+    where = out_path if export_format != "gold" else f"{out_path} ({_plural(len(written), 'file')})"
+    _said(f"exported {_plural(sum(export.counts.values()), 'code')} ({counts}) of "
+          f"{_plural(export.interviews, 'interview')} in study {settings.study} to {where}")
+    if others:
+        _said(f"note: {out_path} also holds {_plural(len(others), 'other gold file')} that jtbd eval will score "
+              f"too: {', '.join(str(p) for p in others[:3])}{' ...' if len(others) > 3 else ''}")
+    return 1 if export.left_out else 0
 
 
 @app.command("eval")
@@ -525,6 +671,32 @@ def model() -> int:
     from jtbd.coding.model_files import ensure_default_model
 
     out.print(str(ensure_default_model()))
+    return 0
+
+
+ServeHost = Annotated[str, _option("--host", "the address to listen on (default 127.0.0.1: this computer only; "
+                                           "any other needs a token)", "ADDRESS")]
+ServePort = Annotated[int, _option("--port", "the port to listen on (default 8765)", "PORT")]
+ServeToken = Annotated[Optional[str], _option("--token", "a token every request must carry (required off loopback; "
+                                                         "default there: one is generated and printed)", "TOKEN")]
+
+
+@app.command()
+@_with_settings(*SEARCH_SETTINGS, "db_url", "reviewer")
+def serve(host: ServeHost = "127.0.0.1", port: ServePort = 8765, token: ServeToken = None, *,
+          flags: dict[str, Any]) -> int:
+    """Open a study in the web browser: browse, search, see and review its codes, export them.
+
+    Serves this computer only unless --host says otherwise; then every request needs the token.
+
+    Example:
+    jtbd serve --study onboarding --port 8765
+    """
+    from jtbd.web.app import serve as run_server
+
+    if not 0 < port < 65536:
+        raise ValueError(f"--port is {port}: it must be a port number, 1 to 65535")
+    run_server(settings_from(flags), host, port, token or "", _said, known_study=flags.get("study") is not None)
     return 0
 
 

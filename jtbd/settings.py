@@ -17,6 +17,7 @@ import difflib
 import json
 import math
 import os
+import re
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
@@ -53,6 +54,9 @@ _RANGES = {
     "max_file_mb": (lambda v: math.isfinite(v) and v > 0, "a number of MB above 0"),
 }
 _URL_EXAMPLES = {"base_url": "http://localhost:8080/v1", "chroma_url": "http://localhost:8000"}
+DEFAULT_STUDY = "default"  # its collection is `collection` itself: stores of earlier versions keep working
+STUDY_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_-]{0,46}[A-Za-z0-9])?")  # a Chroma name's characters
+CHROMA_NAME_MAX = 63
 _LABELS = "a list of speaker labels (a TOML list of strings, or comma-separated in JTBD_INTERVIEWERS)"
 
 # The sources load_settings puts below the values given to Settings(...): see settings_customise_sources.
@@ -89,6 +93,9 @@ class Settings(BaseSettings):
     interviewers: tuple[str, ...] = ()
     max_file_mb: float = DEFAULT_MAX_FILE_MB  # larger transcript files are refused unread
     prompts_dir: str = ""  # a folder of prompt files that overrides the bundled prompts/; empty: the bundled ones
+    study: str = DEFAULT_STUDY  # a named study: its own Chroma collection and review records
+    db_url: str = ""  # the review database, any SQLAlchemy URL; empty: SQLite at <data_dir>/reviews.sqlite3
+    reviewer: str = ""  # who records review decisions; empty: the OS user
 
     # How each value was given, so a bad one is named as the user wrote it (source_of). Not a setting.
     _sources: dict[str, str] = PrivateAttr(default_factory=dict)
@@ -116,6 +123,31 @@ class Settings(BaseSettings):
             # Without a scheme the clients read "localhost" as one and retry a connection for half a minute.
             raise ValueError("it must be a URL that starts with http:// or https://, "
                              f"e.g. {_URL_EXAMPLES[info.field_name]}")
+        return value
+
+    @field_validator("study")
+    @classmethod
+    def _study_name(cls, value: str) -> str:
+        if not STUDY_NAME.fullmatch(value):
+            raise ValueError("it must be a study name: letters, digits, - and _, starting and ending with a "
+                             "letter or digit, at most 48 characters, e.g. onboarding-2024")
+        return value
+
+    @field_validator("db_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        if not value:
+            return value
+        from sqlalchemy.engine import make_url  # here: only a given URL needs it
+
+        try:
+            url = make_url(value)
+        except Exception:  # ArgumentError, or a port that is not a number
+            raise ValueError("it must be a SQLAlchemy database URL, e.g. sqlite:////home/me/reviews.sqlite3 "
+                             "or postgresql://db.example.org/reviews") from None
+        if url.password:  # settings are printed and sent to Prefect as the flow's parameters
+            raise _OutOfRange(url.render_as_string(hide_password=True),
+                              "it must not hold a password: put it in JTBD_DB_PASSWORD")
         return value
 
     @field_validator("extra_body")
@@ -159,6 +191,34 @@ class Settings(BaseSettings):
     def results_path(self) -> Path:
         return Path(self.data_dir) / "results"
 
+    @property
+    def study_collection(self) -> str:
+        """The study's Chroma collection: `collection` for the default study, else `<collection>__<study>`."""
+        return study_collection(self.collection, self.study)
+
+    @property
+    def review_db_url(self) -> str:
+        """The review database's URL, with the password from JTBD_DB_PASSWORD (never kept in a setting)."""
+        if not self.db_url:
+            return f"sqlite:///{Path(self.data_dir) / 'reviews.sqlite3'}"
+        password = os.environ.get("JTBD_DB_PASSWORD")
+        if not password:
+            return self.db_url
+        from sqlalchemy.engine import make_url
+
+        return make_url(self.db_url).set(password=password).render_as_string(hide_password=False)
+
+    @property
+    def reviewer_name(self) -> str:
+        if self.reviewer:
+            return self.reviewer
+        import getpass
+
+        try:
+            return getpass.getuser()
+        except Exception:  # no user name in the environment or the password database (a bare container)
+            return "unknown"
+
     def public(self) -> dict[str, Any]:
         """Every setting, safe to print or store (no secrets live in Settings)."""
         return {name: getattr(self, name) for name in type(self).model_fields}
@@ -172,8 +232,20 @@ class _OutOfRange(ValueError):
         self.value = value
 
 
+def study_collection(collection: str, study: str) -> str:
+    return collection if study == DEFAULT_STUDY else f"{collection}__{study}"
+
+
+def study_of_collection(collection: str, name: str) -> str | None:
+    """The study whose collection `name` is (the inverse of study_collection), or None."""
+    if name == collection:
+        return DEFAULT_STUDY
+    study = name.removeprefix(collection + "__")
+    return study if study != name and STUDY_NAME.fullmatch(study) else None
+
+
 _ENV_ALIASES = {"base_url": ("JTBD_BASE_URL", "OPENAI_BASE_URL")}
-_FLAGS = {"interviewers": "--interviewer"}  # the flag is given once per interviewer
+_FLAGS = {"interviewers": "--interviewer", "db_url": "--db"}  # the flag is given once per interviewer
 
 
 class _Environment(PydanticBaseSettingsSource):
@@ -330,6 +402,10 @@ def _check(s: Settings) -> None:
     """What no single value shows: the combinations of values."""
     if s.backend == "openai" and not s.model:
         raise ValueError("the openai backend needs a model name: --model or JTBD_MODEL")
+    if s.study != DEFAULT_STUDY and len(s.study_collection) > CHROMA_NAME_MAX:
+        raise ValueError(f"{source_of(s, 'study')} is {s.study!r}: with {source_of(s, 'collection')} "
+                         f"{s.collection!r} its Chroma collection {s.study_collection!r} is longer than "
+                         f"{CHROMA_NAME_MAX} characters; choose a shorter study name")
     if s.overlap_tokens >= s.chunk_tokens:
         raise ValueError(f"{source_of(s, 'overlap_tokens')} is {s.overlap_tokens}: overlap_tokens must be smaller "
                          f"than chunk_tokens ({source_of(s, 'chunk_tokens')} is {s.chunk_tokens})")

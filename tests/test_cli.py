@@ -18,7 +18,7 @@ import typer
 
 import jtbd.cli
 
-COMMANDS = [["code"], ["search"], ["list"], ["forget"], ["eval"], ["gold", "check"], ["model"]]
+COMMANDS = [["code"], ["search"], ["list"], ["forget"], ["eval"], ["gold", "check"], ["model"], ["export"], ["serve"]]
 
 
 @pytest.fixture()

@@ -83,3 +83,12 @@ def test_a_wrong_command_in_the_docs_would_fail():
     for wrong in ("search 'price' --kind forces", "code interviews/ --chunk-tokens many", "forget", "gold inspect x"):
         with pytest.raises(UsageError):
             parse(shlex.split(wrong))
+
+
+def test_the_serve_line_jtbd_code_prints_opens_the_same_store():
+    from jtbd.cli import serve_command
+
+    line = serve_command({"data_dir": "/tmp/my data", "study": "onboarding", "chunk_tokens": 900})
+    assert line == "jtbd serve --data-dir '/tmp/my data' --study onboarding"
+    ctx = parse(shlex.split(line)[1:])
+    assert ctx.command.name == "serve"

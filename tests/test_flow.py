@@ -368,7 +368,7 @@ def test_list_and_forget_a_transcript(coded, capsys, monkeypatch):
     flags = ["--data-dir", settings.data_dir]
     results = Path(settings.results_path)
     assert len(list(results.glob("jtbd-chunk-*"))) == summary.chunks > 0
-    assert main(["list", *flags]) == 0
+    assert main(["list", "--study", "default", *flags]) == 0  # without --study: the studies
     listed = capsys.readouterr().out
     assert "espresso_machine" in listed and "espresso_machine.txt" in listed and f"force {summary.codes['force']}" in listed
     assert main(["forget", "espresso_machine", "no_such_call", *flags]) == 1  # one id unknown: said, the rest done
@@ -378,4 +378,5 @@ def test_list_and_forget_a_transcript(coded, capsys, monkeypatch):
     assert f"{summary.chunks} cached chunk result{'' if summary.chunks == 1 else 's'} removed" in said.out
     assert "nothing stored or cached for: no_such_call" in said.err
     assert _stored(settings)["ids"] == [] and list(results.glob("jtbd-chunk-*")) == []
-    assert main(["list", *flags]) == 0 and "coded transcripts in the store: 0" in capsys.readouterr().out
+    assert main(["list", "--study", "default", *flags]) == 0
+    assert "coded transcripts in study default: 0" in capsys.readouterr().out
