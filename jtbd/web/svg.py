@@ -103,7 +103,8 @@ def _quadrant(force: str, codes: list[CodeView], x: float, y: float, w: float, h
     top = y + 60
     for code in strongest(codes, n, spread):
         mark = "\u2713 " if code.by_person else ""
-        lines = _wrap(f"{mark}\u201c{code.lead}{code.quote}\u201d", 56, 2)
+        # 50 characters of 12px italic fit the box's 346 units with the wide fonts too (DejaVu Sans: 56 ran over)
+        lines = _wrap(f"{mark}\u201c{code.lead}{code.quote}\u201d", 50, 2)
         who = f"\u2014 {code.transcript}" + ("" if code.by_person else " (suggested)")
         out.append(f'<a class="quadrant-quote" href="{escape(code_href(code))}"><title>{escape(code.quote)}</title>'
                    + _text(x + 12, top, lines + [who], "quote" + (" person" if code.by_person else ""), 14)

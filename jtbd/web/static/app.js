@@ -23,6 +23,7 @@
   const transcript = document.getElementById("transcript");
   const flash = document.getElementById("flash");
   const bar = document.getElementById("review-bar");
+  const margin = document.getElementById("margin");
   const selectionBar = document.getElementById("selection-bar");
   const noteForm = document.getElementById("note-form");
   const noteText = document.getElementById("note-text");
@@ -48,11 +49,11 @@
     });
     const ref = document.getElementById("span-" + anchor);
     if (ref) ref.classList.add("current");
+    showBar(item);
     if (scroll) {
       item.scrollIntoView({block: "nearest"});
       if (ref) ref.scrollIntoView({block: "center"});
     }
-    showBar(item);
     history.replaceState(null, "", "#code-" + anchor);
   }
 
@@ -63,6 +64,8 @@
     document.getElementById("current-label").textContent = label ? label.textContent : "";
     document.getElementById("current-status").textContent = status ? status.textContent : "";
     document.getElementById("dimension-choice").hidden = item.dataset.kind !== "job";
+    // the bar sticks to the top of the margin: a code scrolled into view stops below it, not under it
+    margin.style.setProperty("--bar-height", bar.offsetHeight + "px");
   }
 
   function move(step) {
@@ -255,7 +258,7 @@
     const anchor = hash.replace(/^(span|code)-/, "");
     if (anchor === hash) return;
     const item = document.getElementById("code-" + anchor);
-    if (item) select(item.dataset.codeId, false);
+    if (item) select(item.dataset.codeId, false), item.scrollIntoView({block: "nearest"});
     const target = document.getElementById(hash);
     if (target) target.scrollIntoView({block: hash.startsWith("span-") ? "center" : "nearest"});
   }
