@@ -291,6 +291,28 @@ def test_a_permanent_error_fails_the_transcript_and_stores_nothing(prefect_harne
     assert not settings.chroma_path.exists() or not _stored(settings)["ids"]
 
 
+def test_the_quotes_strategy_stores_only_quotes_found_in_interviewee_turns(prefect_harness, my_vcr, data_dir,
+                                                                          tmp_path):
+    """`--strategy quotes`, the path for larger models: the model copies each quote; every stored code is
+    aligned back to an interviewee turn (exact, normalised or fuzzy), and a copy found nowhere is rejected."""
+    from jtbd.coding.parse import load_transcript
+
+    settings = server_settings(data_dir, strategy="quotes")
+    with my_vcr.use_cassette("flow/quotes_short.yaml"):
+        summary = _run([SHORT], settings, tmp_path / "run")
+    _fail_on_cassette_miss(summary)
+    assert summary.transcripts_ok == [str(SHORT)], summary.transcripts_failed
+    transcript = load_transcript(SHORT)
+    codes = [json.loads(line) for line in (tmp_path / "run" / "codes.jsonl").read_text().splitlines()]
+    assert {c["kind"] for c in codes} & {"force", "trigger"}  # the model coded forces by copying quotes
+    for code in codes:
+        g = code["grounding"]
+        assert transcript.text[g["char_start"]:g["char_end"]] == code["quote"]
+        assert transcript.turns[g["turn_index"]].is_coded
+    rejected = json.loads((tmp_path / "run" / "short_interview.json").read_text())["rejected"]
+    assert summary.rejected_quotes == len(rejected)
+
+
 def test_broken_json_is_reasked(prefect_harness, my_vcr, data_dir, tmp_path, monkeypatch):
     """The first answer is cut off mid-JSON (as a looping model hitting max_tokens would be); instructor re-asks."""
     from jtbd.coding import backends
