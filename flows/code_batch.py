@@ -181,6 +181,7 @@ def code_batch(paths: list[str], settings: Settings, out_dir: str,
     transcripts = _parse_all(summary, settings, roles or {})
     jobs = {path: pipeline.plan_transcript(t, settings, strategy, provenance) for path, t in transcripts.items()}
     size = pipeline.batch_size(jobs, pipeline.is_cached_in(settings.results_path))
+    progress.emit("chunks_total", size["chunks"])
     progress.emit("batch_planned", sentences=size["sentences"], chunks=size["chunks"],
                   uncached_chunks=size["uncached_chunks"],
                   seconds=progress.estimate_seconds(settings.backend, size["uncached_sentences"], size["uncached_chunks"]))

@@ -271,7 +271,7 @@ def test_the_batch_is_sized_before_any_model_call(prefect_harness, my_vcr, data_
     from jtbd.cli import plan_line
 
     events = []
-    stop = progress.listen(lambda event, *args, **kwargs: events.append((event, kwargs)))
+    stop = progress.listen(lambda event, *args, **kwargs: events.append((event, kwargs or args)))
     try:
         with my_vcr.use_cassette(CASSETTE):
             _run([EXAMPLE], server_settings(data_dir), tmp_path / "run1")
@@ -284,6 +284,8 @@ def test_the_batch_is_sized_before_any_model_call(prefect_harness, my_vcr, data_
     assert at < first_rating
     assert fresh["sentences"] == len(split_sentences(load_transcript(EXAMPLE))) > 0
     assert fresh["uncached_chunks"] == fresh["chunks"] >= 1 and cached["uncached_chunks"] == 0
+    totals = [args for event, args in events if event == "chunks_total"]  # the progress bar's denominator
+    assert totals == [(fresh["chunks"],), (fresh["chunks"],)]
     assert fresh["seconds"] is None  # a server's speed is not known here
     line = plan_line(**{**fresh, "seconds": 4 * 3600.0})
     assert f"{fresh['sentences']} interviewee sentences" in line and "about 4.0 h on the local model" in line
