@@ -139,11 +139,108 @@ class CodeStore:
         return self.collection.count()
 
     def search(self, query: str, k: int = 10, **filters: str | None) -> list[Hit]:
-        where = where_clause(**filters)
-        result = self.collection.query(query_embeddings=self.embedder.embed([query]), n_results=k,
-                                       where=where, include=["documents", "metadatas", "distances"])
+        """The k codes nearest the query among those whose metadata equals every given filter.
+
+        Chroma answers an unfiltered query from its vector index in a few milliseconds, but a
+        metadata `where` costs 20 to 40 times that on a store of 100,000 codes (docs/benchmarks.md),
+        and so does reading the metadata of a wide result. So a filtered search reads only ids
+        and distances: the nearest codes unfiltered, widened until k of them pass, the filter
+        checked on the id itself (Code.id is `transcript:kind[.force|.dimension]:start-end`, so
+        kind, force and transcript are in it), then the metadata of those k only, checked again.
+        A rare value (too few among the nearest WIDEST: a transcript) is answered exactly from its
+        own codes' vectors (a `get` by transcript, then cosine here); a filter on anything else
+        (speaker) by Chroma's `where` query, as before."""
+        vector = self.embedder.embed([query])
+        wanted = {key: value for key, value in filters.items() if value}
+        if not wanted:
+            return self._query(vector, k, None)
+        if not set(wanted) <= set(ID_FACETS):  # speaker: Chroma's where (no faster way measured)
+            return self._query(vector, k, where_clause(**wanted))
+        hits = self._widened(vector, k, wanted)
+        return hits if hits is not None else self._exact(vector, k, wanted)
+
+    def _query(self, vector: list, k: int, where: dict | None) -> list[Hit]:
+        result = self.collection.query(query_embeddings=vector, n_results=k, where=where,
+                                       include=["documents", "metadatas", "distances"])
         return [Hit(i, d, dist, m) for i, d, dist, m in zip(
             result["ids"][0], result["documents"][0], result["distances"][0], result["metadatas"][0])]
+
+    def _widened(self, vector: list, k: int, wanted: dict[str, str]) -> list[Hit] | None:
+        """The k nearest that pass, from unfiltered id-only queries; None when the value is too rare
+        for that (or an id does not say its facets, or the metadata disagrees with the id)."""
+        n = max(FIRST_POOL, 4 * k)
+        while True:
+            result = self.collection.query(query_embeddings=vector, n_results=n, include=["distances"])
+            ids, distances = result["ids"][0], result["distances"][0]
+            passing = []
+            for code_id, distance in zip(ids, distances):
+                facets = id_facets(code_id)
+                if facets is None:
+                    return None
+                if all(facets[key] == value for key, value in wanted.items()):
+                    passing.append((code_id, distance))
+            if len(passing) >= k or len(ids) < n:  # enough, or the whole store was read: exact either way
+                return self._fetched(passing[:k], wanted)
+            if n >= WIDEST:
+                return None
+            # as many again as the share that passed says are needed, half as many more; none passed: the widest
+            wider = round(1.5 * k * len(ids) / len(passing)) if passing else WIDEST
+            if wider > WIDEST:  # too rare for this: the exact path reads its few codes
+                return None
+            n = min(WIDEST, max(wider, 2 * n))
+
+    def _fetched(self, chosen: list[tuple[str, float]], wanted: dict[str, str]) -> list[Hit] | None:
+        if not chosen:
+            return []
+        got = self.collection.get(ids=[i for i, _ in chosen], include=["documents", "metadatas"])
+        found = {i: (d, m) for i, d, m in zip(got["ids"], got["documents"], got["metadatas"])}
+        if set(found) != {i for i, _ in chosen} or any(
+                found[i][1].get(key) != value for i, _ in chosen for key, value in wanted.items()):
+            return None
+        return [Hit(i, found[i][0], distance, found[i][1]) for i, distance in chosen]
+
+    def _exact(self, vector: list, k: int, wanted: dict[str, str]) -> list[Hit]:
+        """Cosine over the filtered codes' own vectors: read by transcript alone when it is given
+        (one condition is the cheapest `where`), the other facets checked on the ids; Chroma's
+        `where` query when more than EXACT_MOST codes come back."""
+        import numpy as np
+
+        where = where_clause(**wanted)
+        narrow = {"transcript": wanted["transcript"]} if "transcript" in wanted else wanted
+        got = self.collection.get(where=narrow, include=["embeddings"], limit=EXACT_MOST + 1)
+        if len(got["ids"]) > EXACT_MOST:
+            return self._query(vector, k, where)
+        rows = []
+        for row, code_id in enumerate(got["ids"]):
+            facets = id_facets(code_id)
+            if facets is None:
+                return self._query(vector, k, where)
+            if all(facets[key] == value for key, value in wanted.items()):
+                rows.append(row)
+        if not rows:
+            return []
+        matrix = np.asarray(got["embeddings"], dtype=np.float32)[rows]
+        q = np.asarray(vector[0], dtype=np.float32)
+        similarity = matrix @ q / (np.linalg.norm(matrix, axis=1) * np.linalg.norm(q) + 1e-12)
+        order = np.argsort(-similarity, kind="stable")[:k]
+        chosen = [(got["ids"][rows[i]], float(1.0 - similarity[i])) for i in order]
+        return self._fetched(chosen, wanted) or self._query(vector, k, where)
+
+
+ID_FACETS = ("kind", "force", "transcript")  # what a code's id says (see id_facets)
+FIRST_POOL = 100  # the nearest codes a filtered search reads first (ids and distances only)
+WIDEST = 3000  # the most it reads so: about 20 ms on two cores; rarer values go to _exact
+EXACT_MOST = 1000  # the most codes _exact compares itself; more go to Chroma's where
+
+
+def id_facets(code_id: str) -> dict[str, str] | None:
+    """kind, force and transcript from a Code.id (`transcript:label:start-end`; a transcript id may
+    hold ':'), as code_metadata stores them; None for an id of another shape."""
+    parts = code_id.rsplit(":", 2)
+    if len(parts) != 3 or not parts[0] or not parts[1]:
+        return None
+    kind, _, rest = parts[1].partition(".")
+    return {"kind": kind, "force": rest if kind == "force" else "", "transcript": parts[0]}
 
 
 def where_clause(**filters: str | None) -> dict | None:

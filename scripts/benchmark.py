@@ -19,10 +19,20 @@ in a temporary data folder, so your own store and cache are never touched:
           ratio is the product's model time over (tokens evaluated / prompt speed + tokens
           generated / generation speed).
 
+  workbench  the three targets of `jtbd serve` (issue 28): the interview page of a 10,000-word
+          interview with 300 codes (median of 20 renders through the ASGI app, SQLite review store);
+          facet search with 100,000 codes in the store, each filter timed as CodeStore.search answered
+          before (one Chroma query with a metadata `where`) and as it answers now, p50 and p95; and a
+          review decision's round trip (POST /review: JSON, htmx and form answers). The store holds
+          real MiniLM vectors of generated interview-like sentences, embedded once (about 15 to 25
+          minutes on two cores; a re-run resumes) and kept with the store in ~/.cache/jtbd-coder/
+          bench-store (--cache), outside git; later runs take a few minutes.
+
     python scripts/benchmark.py                     # both parts, examples/espresso_machine.txt
     python scripts/benchmark.py search              # search only (about 20 seconds)
     python scripts/benchmark.py code --transcripts examples/ --out bench.json
     python scripts/benchmark.py limit --out limit.json    # raw limit vs product (a few minutes)
+    python scripts/benchmark.py workbench --out workbench.json   # page, facet search, review
 
 Peak memory is the process's maximum resident set so far: search runs first, so its figure
 is the embedder and Chroma's; the code part's includes the model.
@@ -423,13 +433,326 @@ def limit_table(result: dict[str, Any]) -> str:
         lines.append(f"  {name:<76}{row['seconds']:8.1f}{row['count']:8d}")
     return "\n".join(lines)
 
+# --- the workbench part: a 100,000-code store of real MiniLM embeddings, built once -----------------
+
+BENCH_CACHE = Path(os.environ.get("JTBD_BENCH_CACHE", Path.home() / ".cache" / "jtbd-coder" / "bench-store"))
+STORE_CODES = 100_000
+CODES_PER_INTERVIEW = 300  # so 100,000 codes are about 333 interviews
+_OPENERS = ("I think", "Honestly,", "To be fair,", "I remember that", "At the time", "Looking back,", "Well,",
+            "The thing is,", "My feeling was that", "I guess", "You know,", "What happened was", "So basically",
+            "In the end", "For a while", "Every single time", "Back then", "I'd say", "The truth is,", "Frankly,")
+_WHO = ("I", "we", "my wife", "my husband", "my manager", "the team", "our finance person", "my kids",
+        "a colleague", "my boss", "the IT guy", "my co-founder", "our accountant", "my neighbour", "the whole office")
+_FEEL = ("was really frustrated", "felt stuck", "got worried", "was embarrassed", "was excited", "felt guilty",
+         "was nervous", "got fed up", "was relieved", "felt overwhelmed", "was sceptical", "got annoyed",
+         "was curious", "felt stupid", "was anxious", "felt confident", "was tired of it", "was not convinced")
+_ABOUT = ("the old spreadsheet", "the monthly invoice", "the setup process", "losing all our data", "the price",
+          "the coffee machine", "our CRM", "the gym membership", "the meal kit", "the accounting software",
+          "the project tool", "the bank app", "the subscription", "the printer", "our old laptop",
+          "the migration", "the training sessions", "the customer support", "the mobile app", "the backup drive",
+          "the time tracking", "the new hire onboarding", "the weekly report", "the delivery times",
+          "the contract renewal", "the free trial", "the integrations", "the learning curve", "our old vendor")
+_WHEN = ("last spring", "after the holidays", "when the baby arrived", "when we moved offices", "every Monday",
+         "right before the audit", "during the busy season", "after my friend showed me", "when it broke again",
+         "the week the bill came", "when we hired two people", "on a Sunday night", "after the demo",
+         "when the contract was up", "the first time I tried it", "halfway through the year", "when prices went up")
+_BECAUSE = ("because it kept crashing", "because it took ages to set up", "because nobody knew how to use it",
+            "because it cost too much", "because a friend recommended it", "because we had always done it that way",
+            "because I was afraid of losing everything", "because it saved me an hour a day",
+            "because my team would not change", "because the reviews were great", "because it looked simple",
+            "because switching felt risky", "because the old one was good enough", "because I was wasting money",
+            "because it just worked", "because our clients asked for it", "because of the hidden fees",
+            "because I could not find anything", "because it felt like a toy", "because support never answered")
+_THEN = ("so we started looking around", "and I just gave up", "so I cancelled it", "and we stuck with it anyway",
+         "so I asked around", "and that was the last straw", "so I signed up that night", "and nothing changed",
+         "so we tried the free version", "and I put it off for months", "so I made a list", "and it was a relief",
+         "so we went back to paper", "and honestly it was fine", "so I called them", "and we never looked back")
+
+
+def generated_sentence(i: int) -> str:
+    """The i-th of about 60 million distinct interview-like sentences (deterministic, no randomness)."""
+    parts = []
+    n = i * 2654435761 % 4294967296  # a multiplicative hash, so neighbours differ everywhere
+    for pool in (_OPENERS, _WHO, _FEEL, _ABOUT, _WHEN, _BECAUSE, _THEN):
+        parts.append(pool[n % len(pool)])
+        n //= len(pool)
+    opener, who, feel, about, when, because, then = parts
+    shape = i % 4
+    if shape == 0:
+        text = f"{opener} {who} {feel} about {about} {when}, {because}, {then}."
+    elif shape == 1:
+        text = f"{when.capitalize()}, {who} {feel} about {about} {because}."
+    elif shape == 2:
+        text = f"{opener} {who} {feel} {because}, {then}."
+    else:
+        text = f"{about.capitalize()} was the problem {when}: {who} {feel}, {then}."
+    return text[0].upper() + text[1:]
+
+
+def generated_meta(i: int) -> dict[str, Any]:
+    """Facet values of the i-th generated code: 70% forces (push, pull, anxiety, habit in turn), 10% each
+    triggers, jobs and quotes; 300 codes an interview; two interviewee names an interview in turn."""
+    interview = i // CODES_PER_INTERVIEW
+    r = i % 10
+    kind = "force" if r < 7 else ("trigger", "job", "quote")[r - 7]
+    return {"transcript": f"interview-{interview:04d}", "kind": kind,
+            "force": ("push", "pull", "anxiety", "habit")[i % 4] if kind == "force" else "",
+            "speaker": f"Customer {interview % 50:02d}"}
+
+
+def bench_vectors(n: int = STORE_CODES, cache: Path = BENCH_CACHE, chunk: int = 5000,
+                  said: Any = print) -> Any:
+    """MiniLM vectors of generated_sentence(0..n-1), embedded once in chunks kept in `cache` (a re-run
+    resumes where the last stopped), as one float32 array."""
+    import numpy as np
+
+    from jtbd.coding.embed import make_embedder
+
+    cache.mkdir(parents=True, exist_ok=True)
+    embedder, parts = None, []
+    for start in range(0, n, chunk):
+        end = min(n, start + chunk)
+        path = cache / f"vectors-{start:06d}-{end:06d}.npy"
+        if not path.exists():
+            embedder = embedder or make_embedder("local")
+            t0 = time.perf_counter()
+            vectors = np.asarray(embedder.embed([generated_sentence(i) for i in range(start, end)]), dtype=np.float32)
+            np.save(str(path) + ".tmp.npy", vectors)
+            os.replace(str(path) + ".tmp.npy", path)
+            said(f"embedded sentences {start}-{end} ({(end - start) / (time.perf_counter() - t0):.0f}/s)")
+        parts.append(np.load(path))
+    return np.concatenate(parts) if parts else np.zeros((0, 384), dtype=np.float32)
+
+
+def generated_record(i: int) -> tuple[str, str, dict[str, Any]]:
+    """The i-th generated code as the store keeps it: its id (as Code.id words one), quote and metadata
+    (every field coding/store.py's code_metadata writes, with contexts of a realistic length)."""
+    facets = generated_meta(i)
+    quote = generated_sentence(i)
+    start = (i % CODES_PER_INTERVIEW) * 200
+    label = f"force.{facets['force']}" if facets["kind"] == "force" else (
+        "job.functional" if facets["kind"] == "job" else facets["kind"])
+    meta = {**facets, "source": facets["transcript"] + ".txt", "label": label,
+            "dimension": "functional" if facets["kind"] == "job" else "", "statement": "", "note": "",
+            "statement_source": "", "turn_index": i % CODES_PER_INTERVIEW, "char_start": start,
+            "char_end": start + len(quote), "start_seconds": float(i % CODES_PER_INTERVIEW * 12), "source_line": 1 + i % CODES_PER_INTERVIEW,
+            "alignment": "exact", "prompt_version": "benchmark", "schema_version": "benchmark", "model": "none",
+            "context_before": generated_sentence(i + 1_000_003)[:160], "context_after": generated_sentence(i + 2_000_003)[:160]}
+    return f"{facets['transcript']}:{label}:{start}-{start + len(quote)}", quote, meta
+
+
+def bench_store(vectors: Any, path: Path, said: Any = print) -> Any:
+    """A Chroma collection at `path` holding generated_record(i) with vectors[i] for every i, built once
+    (kept when it already holds that many codes)."""
+    from jtbd.coding.store import open_collection
+
+    collection = open_collection(str(path), name="jtbd_codes")
+    n = len(vectors)
+    if collection.count() == n:
+        return collection
+    t0 = time.perf_counter()
+    for start in range(collection.count() // 5000 * 5000, n, 5000):
+        records = [generated_record(i) for i in range(start, min(n, start + 5000))]
+        collection.upsert(ids=[r[0] for r in records], documents=[r[1] for r in records],
+                          metadatas=[r[2] for r in records], embeddings=vectors[start:start + len(records)])
+        said(f"stored {start + len(records)} codes ({time.perf_counter() - t0:.0f} s)")
+    return collection
+
+
+def long_interview(folder: Path, words: int = 10_000, codes: int = 300) -> tuple[Any, list[dict[str, Any]]]:
+    """A timestamped interview of about `words` words (an interviewer's question, then three to five
+    generated sentences from the customer, in turn) and `codes` codes on the customer's sentences
+    (forces in turn, with a trigger, a job story and a quote every tenth), as the review store keeps them."""
+    from jtbd.coding.extract import grounding_for
+    from jtbd.coding.ground import Span
+    from jtbd.coding.parse import load_transcript
+    from jtbd.schemas.codebook import Alignment, Force, JobStory, Provenance, Quote, Trigger
+
+    lines, count, i, seconds = [], 0, 0, 2
+    while count < words:
+        question = "So what happened next, and how did that feel at the time?"
+        answer = " ".join(generated_sentence(i + j) for j in range(3 + i % 3))
+        i += 3 + i % 3
+        for speaker, text in (("Interviewer", question), ("Customer", answer)):
+            lines.append(f"[{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}] {speaker}: {text}\n")
+            seconds += 4 + len(text.split()) // 3
+            count += len(text.split())
+    path = folder / "long_interview.txt"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    transcript = load_transcript(path)
+    provenance = Provenance(prompt_version="benchmark", schema_version="benchmark", model="none")
+    sentences = [(turn, start, start + len(s)) for turn in transcript.interviewee_turns()
+                 for s, start in _sentences_of(turn)]
+    step = max(1, len(sentences) // codes)
+    out = []
+    for n, (turn, start, end) in enumerate(sentences[::step][:codes]):
+        grounding = grounding_for(Span(turn.index, start, end, Alignment.exact, 100.0), transcript)
+        common = {"quote": transcript.text[start:end], "grounding": grounding, "provenance": provenance,
+                  "score": round(1 + n % 7 / 3, 2)}
+        if n % 10 == 7:
+            code: Any = Trigger(**common)
+        elif n % 10 == 8:
+            code = JobStory(**common, situation="the weekly report breaks", motivation="keep one list that works",
+                            outcome="stop fixing it on Mondays", dimension="functional")
+        elif n % 10 == 9:
+            code = Quote(**common)
+        else:
+            code = Force(**common, force=("push", "pull", "anxiety", "habit")[n % 4])
+        out.append(code.model_dump(mode="json"))
+    return transcript, out
+
+
+def _sentences_of(turn: Any) -> list[tuple[str, int]]:
+    """A generated turn's sentences with their offsets in the transcript (each ends with '.')."""
+    out, at = [], 0
+    for piece in turn.text.split(". "):
+        sentence = piece if piece.endswith(".") else piece + "."
+        out.append((sentence, turn.char_start + at))
+        at += len(piece) + 2
+    return out
+
+
+async def _timed_requests(app: Any, requests: list[tuple[str, str, dict[str, Any]]]) -> list[tuple[float, Any]]:
+    """Each (method, url, httpx keyword arguments) through the ASGI app in turn: (seconds, response)."""
+    import httpx
+
+    transport = httpx.ASGITransport(app=app)
+    out = []
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8765") as client:
+        for method, url, kwargs in requests:
+            t0 = time.perf_counter()
+            response = await client.request(method, url, **kwargs)
+            out.append((time.perf_counter() - t0, response))
+            if response.status_code >= 400:
+                raise RuntimeError(f"{method} {url}: {response.status_code} {response.text[:300]}")
+    return out
+
+
+def bench_pages(data_dir: Path, words: int = 10_000, codes: int = 300, repeats: int = 20) -> dict[str, Any]:
+    """The interview page of a long interview (median of `repeats` renders through the ASGI app) and a
+    review decision's round trip (POST /review: JSON, htmx and form answers) on a real SQLite store."""
+    import asyncio
+    import re
+
+    from jtbd.coding.reviews import ReviewStore
+    from jtbd.settings import Settings
+    from jtbd.web.app import create_app
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    transcript, coded = long_interview(data_dir, words, codes)
+    settings = Settings(data_dir=str(data_dir / "data"), reviewer="bench", study="default")
+    reviews = ReviewStore.open(settings.review_db_url, timeout=10.0)
+    try:
+        reviews.save_coded("default", transcript, str(data_dir / "long_interview.txt"), coded)
+        app = create_app(settings, reviews=reviews)
+        page = f"/interview/{transcript.id}"
+        timed = asyncio.run(_timed_requests(app, [("GET", page, {})] * (repeats + 1)))
+        html = timed[-1][1].text
+        csrf = re.search(r'<meta name="csrf-token" content="([^"]+)">', html).group(1)
+        ids = [c["id"] for c in asyncio.run(_timed_requests(app, [("GET", page + ".json", {})]))[0][1].json()["codes"]]
+        answers = {"json": {"accept": "application/json"}, "htmx": {"hx-request": "true"}, "form": {}}
+        review: dict[str, Any] = {}
+        for n, (name, headers) in enumerate(answers.items()):
+            asks = [("POST", "/review", {"headers": {**headers, "x-csrf-token": csrf},
+                                         "data": {"interview": transcript.id, "code_id": ids[(n * repeats + r) % len(ids)],
+                                                  "action": ("accept", "reject")[r % 2]}})
+                    for r in range(repeats + 1)]
+            review[name] = latency_summary([s for s, _ in asyncio.run(_timed_requests(app, asks))[1:]])
+    finally:
+        reviews.close()
+    return {"interview_words": len(transcript.text.split()), "turns": len(transcript.turns), "codes": len(coded),
+            "page_bytes": len(html.encode("utf-8")), "interview_page": latency_summary([s for s, _ in timed[1:]]),
+            "review_round_trip": review}
+
+
+SEARCH_FILTERS = {  # facet filters over generated_meta's values, from common to rare
+    "no filter": {}, "kind=force (70%)": {"kind": "force"}, "force=push (17.5%)": {"force": "push"},
+    "kind=force, force=anxiety (17.5%)": {"kind": "force", "force": "anxiety"}, "kind=trigger (10%)": {"kind": "trigger"},
+    "speaker (2%)": {"speaker": "Customer 07"}, "transcript (0.3%)": {"transcript": "interview-0123"},
+    "transcript, kind=force (0.2%)": {"transcript": "interview-0042", "kind": "force"},
+}
+
+
+def bench_facet_search(collection: Any, repeats: int = 3, k: int = 10, queries: tuple[str, ...] = QUERIES
+                       ) -> dict[str, Any]:
+    """Each filter's search, timed the way CodeStore.search answered before (one Chroma query with a
+    metadata `where`) and as it answers now, in turn for each query so both see the same load; both
+    include embedding the query, timed alone too. `same_results`: queries whose ids agree."""
+    from jtbd.coding.embed import make_embedder
+    from jtbd.coding.store import CodeStore, where_clause
+
+    store = CodeStore(collection, make_embedder("local"))
+    store.search(queries[0], k=k)  # warm-up: the model and the index
+    embed_times = []
+    for query in queries:
+        t0 = time.perf_counter()
+        store.embedder.embed([query])
+        embed_times.append(time.perf_counter() - t0)
+    out: dict[str, Any] = {}
+    for name, where in SEARCH_FILTERS.items():
+        before, after, same, as_near, hits = [], [], 0, 0, 0
+        store.search(queries[-1], k=k, **where)
+        for _ in range(repeats):
+            for query in queries:
+                t0 = time.perf_counter()
+                old = store._query(store.embedder.embed([query]), k, where_clause(**where))
+                before.append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                new = store.search(query, k=k, **where)
+                after.append(time.perf_counter() - t0)
+                same += [h.id for h in old] == [h.id for h in new]
+                # where they differ, which is nearer: the sum of the k distances, now against before
+                as_near += sum(h.distance for h in new) <= sum(h.distance for h in old) + 1e-6
+                hits += len(new)
+                if any(h.meta.get(key) != value for h in new for key, value in where.items()):
+                    raise RuntimeError(f"search {name}: a hit outside the filter")
+        out[name] = {"before": latency_summary(before), "after": latency_summary(after),
+                     "same_results": same, "as_near_or_nearer": as_near, "queries": len(after), "hits_per_query": round(hits / len(after), 1)}
+    return {"codes_stored": collection.count(), "k": k, "embed_query": latency_summary(embed_times),
+            "filters": out}
+
+
+def bench_workbench(n_codes: int = STORE_CODES, cache: Path = BENCH_CACHE, words: int = 10_000, codes: int = 300,
+                    repeats: int = 20, search_repeats: int = 3, said: Any = print,
+                    queries: tuple[str, ...] = QUERIES) -> dict[str, Any]:
+    """The workbench's three targets: the interview page of a long interview, facet search over
+    `n_codes` stored codes (real MiniLM vectors of generated sentences, built once in `cache`), and a
+    review decision's round trip."""
+    with tempfile.TemporaryDirectory(prefix="jtbd-bench-pages-") as tmp:
+        pages = bench_pages(Path(tmp), words, codes, repeats)
+    vectors = bench_vectors(n_codes, cache, said=said)
+    folder = cache / ("chroma" if n_codes == STORE_CODES else f"chroma-{n_codes}")
+    search = bench_facet_search(bench_store(vectors, folder, said=said), search_repeats, queries=queries)
+    return {**pages, "search": search, "store": str(folder)}
+
+
+def workbench_table(result: dict[str, Any]) -> str:
+    lines = [f"interview page ({result['interview_words']} words, {result['turns']} turns, {result['codes']} codes, "
+             f"{result['page_bytes'] // 1024} KiB): median {result['interview_page']['median_ms']} ms, "
+             f"p95 {result['interview_page']['p95_ms']} ms (target: median 200 ms)"]
+    for name, row in result["review_round_trip"].items():
+        lines.append(f"review round trip, {name} answer: median {row['median_ms']} ms, p95 {row['p95_ms']} ms "
+                     "(target: 100 ms)")
+    search = result["search"]
+    lines.append(f"search, top {search['k']} of {search['codes_stored']} codes (embedding the query alone: median "
+                 f"{search['embed_query']['median_ms']} ms); target p95 50 ms")
+    lines.append(f"  {'filter':<36}{'where p50':>10}{'where p95':>10}{'now p50':>10}{'now p95':>10}  same")
+    for name, row in search["filters"].items():
+        lines.append(f"  {name:<36}{row['before']['median_ms']:>10}{row['before']['p95_ms']:>10}"
+                     f"{row['after']['median_ms']:>10}{row['after']['p95_ms']:>10}  {row['same_results']}/{row['queries']}"
+                     f" ({row['as_near_or_nearer']} as near or nearer)")
+    return "\n".join(lines)
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("part", nargs="?", choices=("all", "search", "code", "limit"), default="all")
+    parser.add_argument("part", nargs="?", choices=("all", "search", "code", "limit", "workbench"), default="all")
     parser.add_argument("--transcripts", nargs="+", default=[str(DEFAULT_TRANSCRIPT)],
                         help="files or folders to code (default: examples/espresso_machine.txt)")
     parser.add_argument("--out", help="also write the results as JSON here")
+    parser.add_argument("--codes", type=int, default=STORE_CODES, help="workbench: codes in the search store")
+    parser.add_argument("--cache", default=str(BENCH_CACHE),
+                        help="workbench: where the generated store is built once and kept (outside git)")
     args = parser.parse_args(argv)
     results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                                            "platform": platform.platform()}}
@@ -444,6 +767,10 @@ def main(argv: list[str] | None = None) -> int:
             results["limit"] = bench_limit(args.transcripts, Path(tmp) / "limit")
             results["limit"]["code"]["paths"] = args.transcripts
             print(limit_table(results["limit"]), flush=True)
+    if args.part == "workbench":
+        results["workbench"] = bench_workbench(args.codes, Path(args.cache),
+                                               said=lambda line: print(line, file=sys.stderr, flush=True))
+        print(workbench_table(results["workbench"]), flush=True)
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     return 0

@@ -52,3 +52,34 @@ def test_search_part_fills_a_store_and_answers_every_query(tmp_path):
         assert row["hits_per_query"] == 10.0 and row["hits_outside_filter"] == 0
         assert 0 < row["median_ms"] <= row["p95_ms"] <= row["max_ms"]
     assert (tmp_path / "chroma").is_dir()
+
+
+def test_generated_sentences_are_distinct_and_their_ids_say_their_facets():
+    from jtbd.coding.store import id_facets
+
+    assert len({benchmark.generated_sentence(i) for i in range(20_000)}) == 20_000
+    for i in (0, 7, 8, 9, 299, 300, 99_999):
+        code_id, quote, meta = benchmark.generated_record(i)
+        assert quote == benchmark.generated_sentence(i) and meta["char_end"] - meta["char_start"] == len(quote)
+        assert id_facets(code_id) == {key: meta[key] for key in ("kind", "force", "transcript")}
+    assert benchmark.generated_meta(299)["transcript"] != benchmark.generated_meta(300)["transcript"]
+
+
+def test_workbench_part_on_a_tiny_store(tmp_path):
+    # The real parts at toy sizes: a 600-word interview with 15 codes, 120 stored codes.
+    result = benchmark.bench_workbench(n_codes=120, cache=tmp_path / "cache", words=600, codes=15, repeats=2,
+                                       search_repeats=1, said=lambda line: None, queries=benchmark.QUERIES[:3])
+    assert result["codes"] == 15 and result["interview_words"] >= 600 and result["interview_page"]["n"] == 2
+    assert set(result["review_round_trip"]) == {"json", "htmx", "form"}
+    search = result["search"]
+    assert search["codes_stored"] == 120 and set(search["filters"]) == set(benchmark.SEARCH_FILTERS)
+    for row in search["filters"].values():
+        assert row["queries"] == 3 and row["same_results"] == row["queries"]
+        assert 0 < row["after"]["median_ms"] <= row["after"]["p95_ms"]
+    assert search["filters"]["no filter"]["hits_per_query"] == 10.0
+    assert (tmp_path / "cache" / "chroma-120").is_dir()
+    never = lambda line: pytest.fail(f"rebuilt: {line}")  # noqa: E731
+    vectors = benchmark.bench_vectors(120, tmp_path / "cache", said=never)  # kept, not embedded again
+    assert benchmark.bench_store(vectors, tmp_path / "cache" / "chroma-120", said=never).count() == 120
+    table = benchmark.workbench_table(result)
+    assert "interview page" in table and "transcript (0.3%)" in table and "review round trip, htmx" in table

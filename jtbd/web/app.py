@@ -40,7 +40,8 @@ from jtbd.settings import Settings, source_of, study_collection
 from jtbd.web import review, svg
 from jtbd.web.security import Guard, csrf_ok
 from jtbd.web.views import (DIMENSIONS, FACETS, FORCES, KINDS, STATUS_WORDS, CodeView, agreement,
-                            anchor_of, code_view, facet_counts, matches, pieces)
+                            anchor_of, code_view, codes_by_turn, codes_starting_in, facet_counts, matches,
+                            pieces)
 
 HERE = Path(__file__).parent
 EXPORT_FORMATS = ("csv", "json", "md", "gold", "qdpx")
@@ -207,13 +208,14 @@ def interview_data(bench: Workbench, study: str, transcript: Transcript) -> tupl
     kept = [c for c in codes if c.kept]
     row = _row(transcript, kept, link)
     numbers = {c.id: n for n, c in enumerate(codes, start=1)}
+    starting = codes_starting_in(transcript.turns, codes)
     data = {
         "study": study,
         "interview": {"id": transcript.id, "source": transcript.source, "format": transcript.format,
                       "interviewers": list(transcript.interviewers), "href": link(_interview_path(transcript.id))},
         "turns": [{"index": t.index, "speaker": t.speaker, "role": t.role.value, "start": t.start,
                    "timestamp": format_timestamp(t.start), "char_start": t.char_start, "char_end": t.char_end,
-                   "text": t.text, "codes": [c.id for c in codes if t.char_start <= c.start < t.char_end]}
+                   "text": t.text, "codes": starting.get(t.index, [])}
                   for t in transcript.turns],
         "codes": [{**c.as_json(), "number": numbers[c.id]} for c in codes],
         "review": agreement(items).as_json(),
@@ -223,6 +225,7 @@ def interview_data(bench: Workbench, study: str, transcript: Transcript) -> tupl
         "exports": _exports(link),
     }
     extra = {"transcript": transcript, "codes": codes, "numbers": numbers,
+             "turn_codes": codes_by_turn(transcript.turns, codes),
              "code_href": lambda c: _code_href(c, link),
              "forces_svg": _forces_svg(kept, link, 2, False, interview=transcript.id),
              "timeline_svg": svg.timeline_svg([row], lambda c: "#span-" + c.anchor, row_height=70)}
@@ -320,9 +323,10 @@ def _review(bench: Workbench, request: Request, form: dict[str, str]) -> Respons
     if request.headers.get("hx-request"):
         return _review_fragments(bench, study, transcript, saved, message, code_id, status, renumbered)
     if "application/json" in request.headers.get("accept", ""):
-        current = next((c for c in bench.views(study, transcript.id) if c.id == code_id), None)
+        items = bench.reviews.reviewed(study, transcript.id)  # read once: the code and the agreement
+        current = next((c for c in bench.views(study, transcript.id, items=items) if c.id == code_id), None)
         return JSONResponse({"saved": saved, "message": message, "code": current.as_json() if current else None,
-                             "review": agreement(bench.reviews.reviewed(study, transcript.id)).as_json()},
+                             "review": agreement(items).as_json()},
                             status_code=status)
     if not saved:
         raise Refused(status, message)

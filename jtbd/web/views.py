@@ -5,8 +5,9 @@ every page's JSON twin is the same data the template renders."""
 from __future__ import annotations
 
 import re
+from bisect import bisect_left, bisect_right
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any, Iterable, Sequence
 
 from jtbd.eval.score import cohen_kappa
@@ -78,9 +79,13 @@ class CodeView:
         return format_timestamp(self.seconds) if self.seconds is not None else ""
 
     def as_json(self) -> dict[str, Any]:
-        return {**asdict(self), "label": self.label, "what": self.what, "lead": self.lead,
+        # Every field is a plain value: a shallow copy is what asdict's deep copy gives, at a tenth of the cost.
+        return {**{name: getattr(self, name) for name in _FIELDS}, "label": self.label, "what": self.what, "lead": self.lead,
                 "by_person": self.by_person, "status_words": STATUS_WORDS.get(self.status, ""),
                 "timestamp": self.timestamp}
+
+
+_FIELDS = tuple(f.name for f in fields(CodeView))
 
 
 def anchor_of(code_id: str) -> str:
@@ -267,6 +272,32 @@ def pieces(turn: Turn, codes: Sequence[CodeView]) -> list[Piece]:
         covering = sorted((c for c in mine if c.start < b and c.end > a), key=lambda c: (-(c.end - c.start), c.id))
         opens = tuple(c for c in mine if max(c.start, turn.char_start) == a)
         out.append(Piece(a, turn.text[a - turn.char_start: b - turn.char_start], tuple(covering), opens))
+    return out
+
+
+def codes_by_turn(turns: Sequence[Turn], codes: Sequence[CodeView]) -> dict[int, list[CodeView]]:
+    """Per turn index, the codes whose span overlaps the turn (what `pieces` keeps of them), in the
+    codes' order: so a page cuts each turn against its own few codes, not against all of them."""
+    order = sorted(turns, key=lambda t: t.char_start)
+    starts = [t.char_start for t in order]
+    out: dict[int, list[CodeView]] = {}
+    for c in codes:
+        first = max(0, bisect_right(starts, c.start) - 1)
+        for turn in order[first:bisect_left(starts, c.end)]:
+            if c.start < turn.char_end and c.end > turn.char_start and c.end > c.start:
+                out.setdefault(turn.index, []).append(c)
+    return out
+
+
+def codes_starting_in(turns: Sequence[Turn], codes: Sequence[CodeView]) -> dict[int, list[str]]:
+    """Per turn index, the ids of the codes that start in the turn's text, in the codes' order."""
+    order = sorted(turns, key=lambda t: t.char_start)
+    starts = [t.char_start for t in order]
+    out: dict[int, list[str]] = {}
+    for c in codes:
+        at = bisect_right(starts, c.start) - 1  # turns do not overlap: only this one can hold the start
+        if at >= 0 and order[at].char_start <= c.start < order[at].char_end:
+            out.setdefault(order[at].index, []).append(c.id)
     return out
 
 
