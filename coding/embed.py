@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from importlib import resources
-from typing import Protocol, Sequence
+from typing import Any, Protocol, Sequence
 
 import numpy as np
 
@@ -96,3 +96,9 @@ def make_embedder(kind: str = "local", model: str = "", base_url: str = "", api_
 def cosine(a: Sequence[float], b: Sequence[float]) -> float:
     va, vb = np.asarray(a), np.asarray(b)
     return float(va @ vb / (np.linalg.norm(va) * np.linalg.norm(vb) + 1e-12))
+
+
+def embedder_for(settings: Any) -> Embedder:
+    """The embedder the settings name (`jtbd code`, search, eval and the web app all embed alike)."""
+    return make_embedder(settings.embeddings, settings.embedding_model, settings.base_url, settings.api_key,
+                         settings.timeout)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from jtbd.coding.embed import Embedder
-from jtbd.coding.identity import StoredSource
+from jtbd.coding.identity import SourceFile, StoredSource, candidate_ids
 
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
@@ -124,10 +124,19 @@ class CodeStore:
             entry["prompt_versions"].add(meta.get("prompt_version", ""))
         return dict(sorted(out.items()))
 
-    def sources(self) -> dict[str, StoredSource]:
-        """Each stored transcript id with the file it was coded from, as far as the store knows it."""
+    def sources(self, files: Sequence[SourceFile] | None = None) -> dict[str, StoredSource]:
+        """Each stored transcript id with the file it was coded from, as far as the store knows it;
+        with `files`, only the entries that could concern them (an id one of them could take, or
+        the same path or bytes), so a large store is not read whole before every batch."""
+        where = None
+        if files is not None:
+            if not files:
+                return {}
+            where = {"$or": [{"transcript": {"$in": sorted({c for f in files for c in candidate_ids(f.path)})}},
+                             {"source_path": {"$in": [f.path for f in files]}},
+                             {"source_sha256": {"$in": [f.sha256 for f in files]}}]}
         out: dict[str, StoredSource] = {}
-        for meta in self.collection.get(include=["metadatas"])["metadatas"]:
+        for meta in self.collection.get(where=where, include=["metadatas"])["metadatas"]:
             out.setdefault(meta["transcript"], StoredSource(meta["source"], meta.get("source_path", ""),
                                                             meta.get("source_sha256", "")))
         return out

@@ -118,15 +118,14 @@ def code_gold(gold: list[GoldSet], settings: Settings, out_dir: Path) -> Any:
 
 
 def evaluate(gold_dir: Path, settings: Settings, out_dir: Path) -> Evaluation:
-    from jtbd.coding.embed import cosine, make_embedder
+    from jtbd.coding.embed import cosine, embedder_for
 
     gold, problems, notes = load_gold_files(gold_dir)
     if not gold:
         raise GoldError([f"no gold file under {gold_dir} can be scored:", *problems])
     summary = code_gold(gold, settings, out_dir)
     predicted = read_run(out_dir, gold)
-    embedder = make_embedder(settings.embeddings, settings.embedding_model, settings.base_url,
-                             settings.api_key, settings.timeout)
+    embedder = embedder_for(settings)
 
     def similarity(a: str, b: str) -> float:
         va, vb = embedder.embed([a, b])

@@ -34,7 +34,7 @@ from pydantic import Field
 
 from jtbd.coding import backends, pipeline, progress
 from jtbd.coding.decide import RatedSentence, decision_settings
-from jtbd.coding.embed import make_embedder
+from jtbd.coding.embed import embedder_for
 from jtbd.coding.extract import ChunkResult, context_of
 from jtbd.coding.identity import SourceFile, source_file
 from jtbd.coding.inputs import discover
@@ -146,8 +146,7 @@ def store_task(coded: CodedTranscript, transcript: Transcript, settings: Setting
 
 
 def _store(settings: Settings, embed: bool) -> CodeStore:
-    embedder = make_embedder(settings.embeddings, settings.embedding_model, settings.base_url,
-                             settings.api_key, settings.timeout) if embed else None
+    embedder = embedder_for(settings) if embed else None
     return CodeStore(open_collection(str(settings.chroma_path), settings.chroma_url, settings.study_collection),
                      embedder)
 
@@ -174,7 +173,8 @@ def code_batch(paths: list[str], settings: Settings, out_dir: str,
     summary.transcripts_failed.extend(found.problems)
     summary.skipped.extend(found.skipped)
     sources = _sources(found.files, summary)
-    chosen, collisions = pipeline.identify(sources, _store(settings, False).sources() if _store_exists(settings) else {})
+    stored = _store(settings, False).sources(list(sources.values())) if _store_exists(settings) else {}
+    chosen, collisions = pipeline.identify(sources, stored)
     summary.transcripts_failed.extend(collisions)
     summary.transcript_ids = {path: (ids or {}).get(path, tid) for path, tid in chosen.items()}
     progress.emit("transcripts_total", len(chosen))

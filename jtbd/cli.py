@@ -411,7 +411,7 @@ def print_summary(s: dict[str, Any]) -> None:
 
 def _open_store(settings: Settings, embed: bool = True, missing_ok: bool = False) -> Any:
     """The study's code store; a study other than the default must exist (None with missing_ok)."""
-    from jtbd.coding.embed import make_embedder
+    from jtbd.coding.embed import embedder_for
     from jtbd.coding.store import CodeStore, open_collection
 
     if not settings.chroma_url and not settings.chroma_path.exists():
@@ -423,8 +423,7 @@ def _open_store(settings: Settings, embed: bool = True, missing_ok: bool = False
             return None
         raise FileNotFoundError(f"{source_of(settings, 'study')} is {settings.study!r}: no such study in the store "
                                 f"(studies: {', '.join(_study_collections(settings)) or 'none'}; see 'jtbd list')")
-    embedder = make_embedder(settings.embeddings, settings.embedding_model, settings.base_url, settings.api_key,
-                             settings.timeout) if embed else None
+    embedder = embedder_for(settings) if embed else None
     return CodeStore(collection, embedder)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from jtbd.coding.identity import SourceFile, StoredSource, candidate_ids, source_file, transcript_ids
@@ -76,3 +78,22 @@ def test_source_file_hashes_the_bytes(tmp_path):
 def test_many_same_named_files_get_distinct_ids(n):
     files = [_src(f"/study/p{i:02d}/interview.txt") for i in range(n)]
     assert len(set(transcript_ids(files, {}).values())) == n
+
+
+def test_the_store_is_asked_only_about_entries_that_could_concern_the_batch(tmp_path):
+    """Before every batch the flow reads what the store knows of its files; a study's other
+    transcripts are not read (a large store would take seconds to read whole)."""
+    from jtbd.coding.store import CodeStore, open_collection
+
+    collection = open_collection(str(tmp_path / "chroma"))
+    rows = {"interview": ("/s/p01/interview.txt", "a"), "call-07": ("/s/call-07.vtt", "b"),
+            "unrelated": ("/s/unrelated.txt", "c"), "moved": ("/old/place/moved.txt", "d")}
+    collection.upsert(ids=[f"{t}:force:0-1" for t in rows], embeddings=[[1.0, 0.0]] * len(rows),
+                      metadatas=[{"transcript": t, "source": Path(p).name, "source_path": p, "source_sha256": sha}
+                                 for t, (p, sha) in rows.items()])
+    store = CodeStore(collection, None)
+    batch = [SourceFile("/s/p02/interview.txt", "x"), SourceFile("/s/call-07.vtt", "y"),
+             SourceFile("/new/moved-copy.txt", "d")]
+    # an id p02's file could take, its own path, and the same bytes coded from elsewhere
+    assert set(store.sources(batch)) == {"interview", "call-07", "moved"}
+    assert set(store.sources()) == set(rows) and store.sources([]) == {}

@@ -113,10 +113,9 @@ class Workbench:
 
     def embedder(self) -> Any:
         if self._embedder is None:
-            from jtbd.coding.embed import make_embedder
+            from jtbd.coding.embed import embedder_for
 
-            s = self.settings
-            self._embedder = make_embedder(s.embeddings, s.embedding_model, s.base_url, s.api_key, s.timeout)
+            self._embedder = embedder_for(self.settings)
         return self._embedder
 
     def added_similarity(self, query: str, added: list[CodeView]) -> dict[str, float]:
