@@ -36,7 +36,8 @@ from xml.etree import ElementTree as ET
 from pydantic import TypeAdapter
 
 from jtbd.coding.ground import MIN_QUOTE_CHARS
-from jtbd.coding.outputs import CSV_FIELDS, code_record, code_row, markdown_report, study_report
+from jtbd.coding.outputs import (CSV_FIELDS, code_record, code_row, markdown_report, spreadsheet_safe,
+                                 study_report)
 from jtbd.coding.text import strip_controls
 from jtbd.schemas.codebook import Code, CodedTranscript, Dimension, ForceType
 from jtbd.schemas.transcript import Role, Transcript
@@ -194,7 +195,7 @@ def csv_text(items: Sequence[Any]) -> str:
     buffer = io.StringIO(newline="")
     writer = csv.DictWriter(buffer, fieldnames=EXPORT_CSV_FIELDS, lineterminator="\r\n")
     writer.writeheader()
-    writer.writerows(export_row(item) for item in items)
+    writer.writerows(spreadsheet_safe(export_row(item)) for item in items)
     return buffer.getvalue()
 
 

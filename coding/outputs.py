@@ -36,6 +36,17 @@ def code_row(code: Any) -> dict[str, Any]:
     return {key: strip_controls(value) if isinstance(value, str) else value for key, value in row.items()}
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(row: dict[str, Any]) -> dict[str, Any]:
+    """The row with every text cell a spreadsheet would run as a formula (one starting with =, +, -,
+    @, a tab or a carriage return: a transcript's "=HYPERLINK(...)") led by a single quote, as OWASP
+    advises for CSV files; numbers (a score, an offset) are left as they are."""
+    return {key: "'" + value if isinstance(value, str) and value.startswith(_FORMULA_START) else value
+            for key, value in row.items()}
+
+
 def code_record(code: Any) -> dict[str, Any]:
     """One line of codes.jsonl: the stored code plus its id, label and (for jobs) the job story."""
     extra = {"statement": code.statement, "statement_source": code.statement_source} if hasattr(code, "statement") else {}
@@ -55,7 +66,7 @@ def write_run(out: Path, coded: Iterable[CodedTranscript], summary: dict[str, An
     with open(out / "codes.csv", "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
         writer.writeheader()
-        writer.writerows(code_row(c) for c in codes)
+        writer.writerows(spreadsheet_safe(code_row(c)) for c in codes)
     for ct in coded:
         (out / ct.transcript).parent.mkdir(parents=True, exist_ok=True)  # an id may be "p01/interview"
         (out / f"{ct.transcript}.json").write_text(ct.model_dump_json(indent=2), encoding="utf-8")

@@ -4,12 +4,14 @@ decisions, in any SQLAlchemy database (SQLite at <data_dir>/reviews.sqlite3 by d
     transcripts   the whole transcript as the interview page shows it (text, turns, speakers,
                   roles, timestamps, offsets), per study
     suggestions   the latest run's codes of each transcript, as the model made them
-    decisions     append-only: accept | reject | relabel | respan | note | add, by whom, when,
-                  the suggestion it answers and the code it leaves
+    decisions     append-only: accept | reject | relabel | respan | note | add | reset, by whom,
+                  when, the suggestion it answers and the code it leaves
 
 A code's standing is its latest decision, so re-coding never overwrites a human: a suggestion
 that comes back keeps its decision (an accepted one the reviewer's version), and a reviewed code
-whose suggestion is gone stays, "orphaned" (a rejected one just stays rejected). Every write is
+whose suggestion is gone stays, "orphaned" (a rejected one just stays rejected). A reset takes a
+person's decision back without erasing it: the code is the model's suggestion again, as if nobody
+had decided it (and leaves the store when a later run no longer suggests it). Every write is
 one transaction that commits or raises: on SQLite in WAL mode, writers take the lock when they
 begin (BEGIN IMMEDIATE) and wait for it up to the busy timeout, so two reviewers' decisions
 queue instead of failing, the later one wins and the history keeps both. The schema is created
@@ -38,7 +40,7 @@ from jtbd.schemas.codebook import KINDS, Alignment, Code, Provenance, schema_ver
 from jtbd.schemas.transcript import Transcript, Turn
 from jtbd.settings import STUDY_NAME
 
-ACTIONS = ("accept", "reject", "relabel", "respan", "note", "add")
+ACTIONS = ("accept", "reject", "relabel", "respan", "note", "add", "reset")
 STATUSES = ("suggested", "accepted", "rejected", "changed", "added", "orphaned")
 BUSY_TIMEOUT = 30.0  # seconds a writer waits for another one's lock before it gives up, saying so
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -106,13 +108,19 @@ class _Standing:
     """A code folded from its current suggestion and its decisions, oldest first."""
     suggestion: dict | None  # this run's suggestion, else the last one a decision answered
     present: bool  # the latest run suggested it
-    state: str | None  # accepted | rejected | changed | added; None before any such decision
+    state: str | None  # accepted | rejected | changed | added; None before any such decision, or after a reset
     code: dict | None  # the reviewer's version, else the suggestion; None when rejected
     last: dict | None  # the latest version of it there was (what a rejection rejected)
+    reset: bool = False  # the latest decision is a reset: nobody's decision stands on it
+
+    @property
+    def gone(self) -> bool:
+        """Reset, and no longer suggested: an unreviewed suggestion a later run dropped, so no code at all."""
+        return self.reset and not self.present
 
     @property
     def known(self) -> bool:
-        return self.suggestion is not None or self.state is not None
+        return not self.gone and (self.suggestion is not None or self.state is not None)
 
     @property
     def status(self) -> str:
@@ -135,12 +143,15 @@ def _fold(suggestion: dict | None, history: Sequence[Decision]) -> _Standing:
             last_suggestion = d.suggestion
         if d.action == "reject":
             state, code = "rejected", None
+        elif d.action == "reset":
+            state, code = None, suggestion
         elif d.action != "note":
             state, code = _STANDING[d.action], d.code
         last = d.code or last
     if suggestion is not None and state is None:
         last = suggestion  # a new run's version of a code nobody changed
-    return _Standing(last_suggestion, suggestion is not None, state, code, last)
+    reset = bool(history) and history[-1].action == "reset"
+    return _Standing(last_suggestion, suggestion is not None, state, code, last, reset)
 
 
 class ReviewStore:
@@ -210,9 +221,30 @@ class ReviewStore:
         for key in suggested.keys() | histories.keys():
             history = histories.get(key, [])
             standing = _fold(suggested.get(key), history)
+            if standing.gone:
+                continue
             out.append(ReviewedCode(standing.shown, standing.status, history[-1] if history else None))
         return sorted(out, key=lambda r: (r.code.get("grounding", {}).get("transcript", ""),
                                           r.code.get("grounding", {}).get("char_start", 0), r.code.get("id", "")))
+
+    def stamp(self, study: str) -> tuple:
+        """The study's version, from its indexes alone: transcripts and when the latest was coded,
+        decisions and the latest one's id. Equal: nothing was coded, decided or forgotten since."""
+        coded = sa.select(sa.func.count(), sa.func.max(transcripts.c.coded_at)).where(transcripts.c.study == study)
+        decided = sa.select(sa.func.count(), sa.func.max(decisions.c.id)).where(decisions.c.study == study)
+        with self._reading() as conn:
+            return (*conn.execute(coded).one(), *conn.execute(decided).one())
+
+    def versions(self, study: str) -> dict[str, tuple]:
+        """Each transcript's version: when it was last coded, and its decisions' count and latest id. A
+        reader that keeps a study's codes (the web app) reads a transcript again when its version
+        changed (the count also notices a decision committed after a later-numbered one)."""
+        coded = sa.select(transcripts.c.transcript_id, transcripts.c.coded_at).where(transcripts.c.study == study)
+        decided = (sa.select(decisions.c.transcript_id, sa.func.count(), sa.func.max(decisions.c.id))
+                   .where(decisions.c.study == study).group_by(decisions.c.transcript_id))
+        with self._reading() as conn:
+            counts = {tid: (n, last) for tid, n, last in conn.execute(decided)}
+            return {tid: (_utc(at), *counts.get(tid, (0, None))) for tid, at in conn.execute(coded)}
 
     def history(self, study: str, transcript_id: str | None = None, code_id: str | None = None) -> list[Decision]:
         """Every decision, oldest first (the order they were committed in)."""
@@ -374,8 +406,10 @@ def _resulting(action: str, standing: _Standing, code: dict | None, note: str, t
         return _reviewers_statement(_checked(code, transcript, code_id, human.model_dump()), None)
     if not standing.known:
         raise ValueError(f"no code {code_id!r} {where}")
-    if action in ("accept", "reject", "note") and code is not None:
+    if action in ("accept", "reject", "note", "reset") and code is not None:
         raise ValueError(f"{action} takes no code: relabel or respan to change one")
+    if action == "reset":
+        return _reset(standing)
     if action == "accept":
         return standing.shown
     if action == "reject":
@@ -394,6 +428,17 @@ def _resulting(action: str, standing: _Standing, code: dict | None, note: str, t
     if action == "respan" and _label(changed) != _label(now):
         raise ValueError(f"respan keeps the label {_label(now)}: relabel to change it")
     return _reviewers_statement(changed, now)
+
+
+def _reset(standing: _Standing) -> dict:
+    """The suggestion a reset returns a code to, after checking there is one to return to."""
+    if standing.suggestion is None:
+        raise ValueError("a code a person added has no model suggestion to go back to: reject it to withdraw it")
+    if not standing.present:
+        raise ValueError("the latest run no longer suggests this code: there is no suggestion to go back to")
+    if standing.state is None:
+        raise ValueError("no decision stands on this code: it is the model's suggestion already")
+    return standing.suggestion  # this run's: present, so the one the latest run made
 
 
 def _reviewers_statement(code: dict, was: dict | None) -> dict:

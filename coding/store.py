@@ -10,7 +10,9 @@ never leaves half a transcript behind.
 
 from __future__ import annotations
 
+import math
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -147,8 +149,9 @@ class CodeStore:
     def count(self) -> int:
         return self.collection.count()
 
-    def search(self, query: str, k: int = 10, **filters: str | None) -> list[Hit]:
-        """The k codes nearest the query among those whose metadata equals every given filter.
+    def search(self, query: str, k: int = 10, index: "FacetIndex | None" = None, **filters: str | None) -> list[Hit]:
+        """The k codes nearest the query among those whose metadata equals every given filter; with
+        an `index`, among those whose facets there equal them (see `nearest`).
 
         Chroma answers an unfiltered query from its vector index in a few milliseconds, but a
         metadata `where` costs 20 to 40 times that on a store of 100,000 codes (docs/benchmarks.md),
@@ -163,10 +166,48 @@ class CodeStore:
         wanted = {key: value for key, value in filters.items() if value}
         if not wanted:
             return self._query(vector, k, None)
+        if index is not None:
+            return self._fetched(self.nearest(vector, k, index, **wanted), {}) or []
         if not set(wanted) <= set(ID_FACETS):  # speaker: Chroma's where (no faster way measured)
             return self._query(vector, k, where_clause(**wanted))
-        hits = self._widened(vector, k, wanted)
+        hits = self._fetched_or_none(self._widened(vector, k, _id_says(wanted), max(FIRST_POOL, 4 * k)), wanted)
         return hits if hits is not None else self._exact(vector, k, wanted)
+
+    def nearest(self, vector: list, k: int, index: "FacetIndex", read: Sequence[tuple[str, float]] = (),
+                **filters: str | None) -> list[tuple[str, float]]:
+        """The k codes nearest `vector` ([one vector], as `embed` gives it) whose facets in `index` equal
+        every given filter, as (id, distance): ids and distances only, which Chroma answers fast.
+        `read`: the unfiltered nearest already read (by an unfiltered `nearest`), not asked again.
+
+        The index says exactly which codes pass and how many. Up to COMPARED_MOST of them, their
+        vectors in the index (or at most READ_MOST to read from Chroma by id first), the query is
+        compared with each (exact, and at 17,500 codes faster than the vector index read wide).
+        More, or their vectors not read yet: the unfiltered vector index, read wide enough that k
+        should pass (1.5 times k over the share that passes, at most WIDEST) and widened if not;
+        only when even WIDEST hold too few, compared with each after all."""
+        wanted = {key: value for key, value in filters.items() if value}
+        if not wanted:
+            result = self.collection.query(query_embeddings=vector, n_results=k, include=["distances"])
+            return list(zip(result["ids"][0], result["distances"][0]))
+        passing, unread = index.count(wanted)
+        if not passing:
+            return []
+        if passing <= COMPARED_MOST and unread <= READ_MOST:
+            return self._compared(vector, k, index, wanted)
+        pool = math.ceil(1.5 * k * len(index) / passing)
+        if pool <= WIDEST:
+            found = self._widened(vector, k, lambda ids: index.passes(ids, wanted), max(pool, k), patient=True,
+                                  read=read)
+            if found is not None:
+                return found
+        return self._compared(vector, k, index, wanted)
+
+    def _compared(self, vector: list, k: int, index: "FacetIndex", wanted: dict[str, str]) -> list[tuple[str, float]]:
+        """The k passing codes nearest the vector, by cosine over their own vectors."""
+        import numpy as np
+
+        q = np.asarray(vector[0], dtype=np.float32)
+        return index.nearest(self.collection, q / (np.linalg.norm(q) or 1.0), k, wanted)
 
     def _query(self, vector: list, k: int, where: dict | None) -> list[Hit]:
         result = self.collection.query(query_embeddings=vector, n_results=k, where=where,
@@ -174,31 +215,40 @@ class CodeStore:
         return [Hit(i, d, dist, m) for i, d, dist, m in zip(
             result["ids"][0], result["documents"][0], result["distances"][0], result["metadatas"][0])]
 
-    def _widened(self, vector: list, k: int, wanted: dict[str, str]) -> list[Hit] | None:
-        """The k nearest that pass, from unfiltered id-only queries; None when the value is too rare
-        for that (or an id does not say its facets, or the metadata disagrees with the id)."""
-        n = max(FIRST_POOL, 4 * k)
+    def _widened(self, vector: list, k: int, passes: Any, n: int, patient: bool = False,
+                 read: Sequence[tuple[str, float]] = ()) -> list[tuple[str, float]] | None:
+        """The k nearest that pass (`passes(ids)`: a bool for each, or None when a code's facets cannot
+        be told), from unfiltered id-only queries of n and more (the first from `read` when it holds
+        as many); None when the value is too rare for that (`patient`: only when even WIDEST were too
+        few)."""
+        n = min(n, WIDEST)
         while True:
-            result = self.collection.query(query_embeddings=vector, n_results=n, include=["distances"])
-            ids, distances = result["ids"][0], result["distances"][0]
-            passing = []
-            for code_id, distance in zip(ids, distances):
-                facets = id_facets(code_id)
-                if facets is None:
-                    return None
-                if all(facets[key] == value for key, value in wanted.items()):
-                    passing.append((code_id, distance))
+            if len(read) >= n:
+                ids, distances = [i for i, _ in read], [d for _, d in read]
+                n = len(ids)
+            else:
+                result = self.collection.query(query_embeddings=vector, n_results=n, include=["distances"])
+                ids, distances = result["ids"][0], result["distances"][0]
+            said = passes(ids)
+            if said is None:
+                return None
+            passing = [(code_id, distance) for code_id, distance, ok in zip(ids, distances, said) if ok]
             if len(passing) >= k or len(ids) < n:  # enough, or the whole store was read: exact either way
-                return self._fetched(passing[:k], wanted)
+                return passing[:k]
             if n >= WIDEST:
                 return None
             # as many again as the share that passed says are needed, half as many more; none passed: the widest
             wider = round(1.5 * k * len(ids) / len(passing)) if passing else WIDEST
-            if wider > WIDEST:  # too rare for this: the exact path reads its few codes
+            if wider > WIDEST and not patient:  # too rare for this: the exact path reads its few codes
                 return None
             n = min(WIDEST, max(wider, 2 * n))
 
+    def _fetched_or_none(self, chosen: list[tuple[str, float]] | None, wanted: dict[str, str]) -> list[Hit] | None:
+        return None if chosen is None else self._fetched(chosen, wanted)
+
     def _fetched(self, chosen: list[tuple[str, float]], wanted: dict[str, str]) -> list[Hit] | None:
+        """The chosen codes' documents and metadata; None when one is missing or its metadata
+        disagrees with `wanted` (what its id said)."""
         if not chosen:
             return []
         got = self.collection.get(ids=[i for i, _ in chosen], include=["documents", "metadatas"])
@@ -240,6 +290,202 @@ ID_FACETS = ("kind", "force", "transcript")  # what a code's id says (see id_fac
 FIRST_POOL = 100  # the nearest codes a filtered search reads first (ids and distances only)
 WIDEST = 3000  # the most it reads so: about 20 ms on two cores; rarer values go to _exact
 EXACT_MOST = 1000  # the most codes _exact compares itself; more go to Chroma's where
+# With a FacetIndex:
+COMPARED_MOST = 20_000  # the most codes compared with the query directly: 10-30 ms on two cores, by load
+READ_MOST = 1000  # the most vectors read from Chroma by id to compare (about 20 ms); more: the vector index
+
+
+class FacetIndex:
+    """The facets of every stored code, kept in this process by whoever owns the codes (the workbench
+    reads them from the review store), so a filtered search knows which codes pass, and how many,
+    without Chroma's metadata `where` (20-100 ms at 100,000 codes: docs/benchmarks.md). Facets are
+    any names: transcript, kind, force, speaker, and the owner's own (a review status). The owner
+    replaces a transcript's entries when they change. A row per code: each facet a column of small
+    numbers, so a filter is a numpy mask over every code (well under a millisecond at 100,000), and
+    the code's unit vector once read from Chroma (by id, when a filter first compares it, or all at
+    once by `load_vectors`: 1.5 KB a code)."""
+
+    def __init__(self) -> None:
+        import numpy as np
+
+        self._lock = threading.Lock()  # the web app searches in several threads while one refreshes
+        self._row: dict[str, int] = {}  # id -> row
+        self._ids: list[str | None] = []  # row -> id; None: a code no longer there
+        self._of: dict[str, list[str]] = {}  # transcript -> its ids
+        self._numbers: dict[str, dict[str, int]] = {}  # facet -> value -> its number in the column (from 1)
+        self._columns: dict[str, Any] = {}  # facet -> a number per row (0: no value)
+        self._alive = np.zeros(0, dtype=bool)
+        self._read = np.zeros(0, dtype=bool)  # the row's vector was asked of Chroma
+        self._loaded = np.zeros(0, dtype=bool)  # ... and is in _matrix (not: Chroma has no such code)
+        self._matrix: Any = None  # float32, a row per code (made when the first vector is read)
+
+    def __len__(self) -> int:
+        return len(self._row)
+
+    def replace(self, transcript: str, entries: dict[str, dict[str, str]], recoded: bool = True) -> None:
+        """A transcript's codes (id -> facets) instead of the ones it had; `recoded`: it was coded again,
+        so the vectors kept of its codes may be another quote's."""
+        with self._lock:
+            for code_id in self._of.pop(transcript, []):
+                row = self._row[code_id]
+                if code_id not in entries:
+                    del self._row[code_id]
+                    self._ids[row], self._alive[row] = None, False
+                if code_id not in entries or recoded:
+                    self._read[row] = self._loaded[row] = False
+            for code_id, facets in entries.items():
+                row = self._row.get(code_id)
+                if row is None:
+                    row = self._row[code_id] = self._append(code_id)
+                for facet, value in facets.items():
+                    self._column(facet)[row] = self._numbers.setdefault(facet, {}).setdefault(
+                        value, len(self._numbers[facet]) + 1)
+            if entries:
+                self._of[transcript] = list(entries)
+
+    def count(self, wanted: dict[str, str]) -> tuple[int, int]:
+        """How many codes pass, and of them how many vectors were not read yet."""
+        with self._lock:
+            mask = self._mask(wanted)
+            return int(mask.sum()), int((mask & ~self._read).sum())
+
+    def passes(self, ids: Sequence[str], wanted: dict[str, str]) -> list[bool]:
+        """Whether each code passes."""
+        import numpy as np
+
+        with self._lock:
+            rows = np.fromiter((self._row.get(code_id, -1) for code_id in ids), dtype=np.int64, count=len(ids))
+            return ((rows >= 0) & self._mask(wanted)[rows]).tolist()
+
+    def passing(self, wanted: dict[str, str]) -> list[str]:
+        """Every id that passes, in the order the codes came."""
+        import numpy as np
+
+        with self._lock:
+            return [self._ids[row] for row in np.flatnonzero(self._mask(wanted))]
+
+    def nearest(self, collection: Any, vector: Any, k: int, wanted: dict[str, str]) -> list[tuple[str, float]]:
+        """The k passing codes nearest the unit vector, by cosine over their own vectors (read from
+        Chroma first when they were not yet)."""
+        import numpy as np
+
+        with self._lock:
+            mask = self._mask(wanted)
+            unread = [self._ids[row] for row in np.flatnonzero(mask & ~self._read)]
+        if unread:
+            self._fill(collection, unread)
+        with self._lock:
+            rows = np.flatnonzero(self._mask(wanted) & self._loaded)
+            if not len(rows):
+                return []
+            breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+            if len(breaks) < len(rows) // 64:  # long runs of neighbouring rows (see arrange): no copy of them
+                runs = np.split(rows, breaks)
+                similarity = np.concatenate([self._matrix[run[0]:run[-1] + 1] @ vector for run in runs])
+            else:
+                similarity = np.take(self._matrix, rows, axis=0) @ vector
+            if len(rows) > k:  # the k best, then in order: a partition, not a sort of them all
+                best = np.argpartition(-similarity, k - 1)[:k]
+                rows, similarity = rows[best], similarity[best]
+            order = np.lexsort((rows, -similarity))  # ties in the order the codes came
+            return [(self._ids[rows[i]], float(1.0 - similarity[i])) for i in order]
+
+    def load_vectors(self, collection: Any, batch: int = 5000) -> None:
+        """Read every code's vector not read yet, then arrange the rows (a server's warm-up: then no
+        filter waits for Chroma, and a common one multiplies its vectors where they lie)."""
+        import numpy as np
+
+        while True:
+            with self._lock:
+                unread = [self._ids[row] for row in np.flatnonzero(self._alive & ~self._read)[:batch]]
+            if not unread:
+                break
+            self._fill(collection, unread)
+        self.arrange()
+
+    def arrange(self) -> None:
+        """Put the rows in order of their facets, the one with the fewest values first (kind, then
+        force, ...), so the codes of a common value lie side by side; the rows of codes no longer
+        there are dropped."""
+        import numpy as np
+
+        with self._lock:
+            live = np.flatnonzero(self._alive)
+            facets = sorted(self._columns, key=lambda facet: len(self._numbers[facet]))
+            order = live[np.lexsort([self._columns[facet][live] for facet in reversed(facets)])] if facets else live
+            self._ids = [self._ids[row] for row in order]
+            self._row = {code_id: row for row, code_id in enumerate(self._ids)}
+            for facet, column in self._columns.items():
+                self._columns[facet] = column[order]
+            self._alive, self._read, self._loaded = self._alive[order], self._read[order], self._loaded[order]
+            if self._matrix is not None:
+                self._matrix = self._matrix[order]
+
+    def drop_vectors(self) -> None:
+        """Forget every vector read (the benchmark's cold case)."""
+        with self._lock:
+            self._read[:] = self._loaded[:] = False
+
+    def _fill(self, collection: Any, ids: list[str]) -> None:
+        import numpy as np
+
+        got = collection.get(ids=ids, include=["embeddings"])  # outside the lock: the slow part
+        vectors = np.asarray(got["embeddings"], dtype=np.float32).reshape(len(got["ids"]), -1)
+        vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        found = dict(zip(got["ids"], vectors))
+        with self._lock:
+            if self._matrix is None and found:
+                self._matrix = np.zeros((len(self._alive), vectors.shape[1]), dtype=np.float32)
+            for code_id in ids:
+                row = self._row.get(code_id)
+                if row is None:  # replaced meanwhile
+                    continue
+                self._read[row] = True  # asked: a code Chroma does not hold (a person's own) is not asked again
+                if code_id in found:
+                    self._matrix[row], self._loaded[row] = found[code_id], True
+
+    def _mask(self, wanted: dict[str, str]) -> Any:
+        mask = self._alive.copy()
+        for facet, value in wanted.items():
+            number = self._numbers.get(facet, {}).get(value)
+            if number is None:
+                return mask & False
+            mask &= self._columns[facet] == number
+        return mask
+
+    def _append(self, code_id: str) -> int:
+        import numpy as np
+
+        row = len(self._ids)
+        if row == len(self._alive):  # full: twice the room
+            size = max(1024, 2 * row)
+            self._alive, self._read, self._loaded = (np.concatenate([a, np.zeros(size - row, dtype=bool)])
+                                                     for a in (self._alive, self._read, self._loaded))
+            for facet, column in self._columns.items():
+                self._columns[facet] = np.concatenate([column, np.zeros(size - row, dtype=np.int32)])
+            if self._matrix is not None:
+                self._matrix = np.concatenate([self._matrix, np.zeros((size - row, self._matrix.shape[1]),
+                                                                      dtype=np.float32)])
+        self._ids.append(code_id)
+        self._alive[row] = True
+        return row
+
+    def _column(self, facet: str) -> Any:
+        import numpy as np
+
+        if facet not in self._columns:
+            self._columns[facet] = np.zeros(len(self._alive), dtype=np.int32)
+        return self._columns[facet]
+
+
+def _id_says(wanted: dict[str, str]) -> Any:
+    """Whether each code passes, as its id tells (None: an id of another shape)."""
+    def passes(ids: Sequence[str]) -> list[bool] | None:
+        said = [id_facets(code_id) for code_id in ids]
+        if any(facets is None for facets in said):
+            return None
+        return [all(facets[key] == value for key, value in wanted.items()) for facets in said]
+    return passes
 
 
 def id_facets(code_id: str) -> dict[str, str] | None:

@@ -405,6 +405,18 @@ def reviewed(browser, server, shots):
     expect(_item(page, force["codeId"]).locator(".was")).to_contain_text(f"the model suggested force.{force['force']}")
     decided[force["codeId"]] = ("changed", new)
     tab.shot("04-interview-reviewed-by-keyboard", full_page=False)
+    for _ in range(200):  # on to another code nobody has reviewed: accepted by mistake, taken back with u
+        page.keyboard.press("j")
+        if _current(page)["status"] == "suggested":
+            break
+    mistake = _current(page)
+    _press(page, "a")
+    expect(_item(page, mistake["codeId"])).to_have_attribute("data-status", "accepted")
+    expect(page.locator("#review-summary")).to_have_attribute("data-reviewed", "4")
+    _press(page, "u")
+    expect(_item(page, mistake["codeId"])).to_have_attribute("data-status", "suggested")
+    expect(_item(page, mistake["codeId"]).locator(".who")).to_contain_text("reset by maya")
+    expect(page.locator("#review-summary")).to_have_attribute("data-reviewed", "3")
 
     words = "negotiating with him every morning"
     _select_words(page, words)

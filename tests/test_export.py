@@ -20,7 +20,8 @@ from xml.etree import ElementTree as ET
 import pytest
 
 from jtbd.coding.export import (
-    QDA_NAMESPACE, Note, build_export, download, effective_status, export_study, gold_files, select, write_export,
+    QDA_NAMESPACE, Note, build_export, download, effective_status, export_study, gather, gold_files, select,
+    write_export,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -141,6 +142,21 @@ def test_a_reviewed_code_the_model_no_longer_suggests_is_still_exported_as_revie
     assert sorted(effective_status(i) for i in everything if i.status == "orphaned") == ["changed", "orphaned"]
 
 
+def test_a_reset_code_is_exported_as_a_suggestion_not_as_reviewed(reviewed_study):
+    store, transcript, suggestions = reviewed_study
+    for name in ("push", "quote", "habit_as_push"):  # accepted, rejected, relabelled: each taken back
+        store.decide(STUDY, transcript.id, _code_id(suggestions[name]), "reset", "maya")
+    everything = gather(store, STUDY, "gold")[0]
+    assert Counter(effective_status(item) for item in everything) == {"accepted": 1, "added": 1, "suggested": 5}
+    rows = list(csv.DictReader(io.StringIO(_export(store, "csv").files["codes.csv"].decode())))
+    assert {r["quote"] for r in rows} == {TRIGGER, ANXIETY}
+    rows = list(csv.DictReader(io.StringIO(_export(store, "csv", "suggestions").files["codes.csv"].decode())))
+    assert {r["quote"]: r["status"] for r in rows} == {q: "suggested" for q in (PUSH, QUOTE, HABIT, PULL, JOB)}
+    assert next(r for r in rows if r["quote"] == HABIT)["force"] == "push"  # the model's label again
+    gold = json.loads(_export(store, "gold").files["short_interview.gold.json"])
+    assert sorted(c["quote"] for c in gold["codes"]) == sorted([TRIGGER, ANXIETY])
+
+
 # --- csv, json lines, markdown --------------------------------------------------------------------
 
 
@@ -161,6 +177,19 @@ def test_csv_is_the_run_folders_columns_with_the_review_status(reviewed_study, t
         assert transcript.text[int(row["char_start"]):int(row["char_end"])] == row["quote"]
     all_rows = list(csv.DictReader(io.StringIO(_export(store, "csv", "all").files["codes.csv"].decode())))
     assert Counter(r["status"] for r in all_rows) == {"accepted": 2, "changed": 1, "added": 1, "suggested": 2}
+
+
+def test_a_csv_cell_a_spreadsheet_would_run_as_a_formula_starts_with_a_quote(reviewed_study):
+    store, transcript, suggestions = reviewed_study
+    pull, job = _code_id(suggestions["pull"]), _code_id(suggestions["job"])
+    store.decide(STUDY, transcript.id, pull, "accept", "maya", note='=HYPERLINK("http://evil.example","open me")')
+    store.decide(STUDY, transcript.id, job, "accept", "@maya", note="-2 days before the audit\t+1")
+    rows = list(csv.DictReader(io.StringIO(_export(store, "csv").files["codes.csv"].decode())))
+    by_quote = {r["quote"]: r for r in rows}
+    assert by_quote[PULL]["note"] == '\'=HYPERLINK("http://evil.example","open me")'
+    assert (by_quote[JOB]["note"], by_quote[JOB]["reviewer"]) == ("'-2 days before the audit\t+1", "'@maya")
+    assert by_quote[PUSH]["note"].startswith("Two evenings")  # text that starts otherwise is left alone
+    assert all(not r[name].startswith(("=", "+", "-", "@", "\t", "\r")) for r in rows for name in r)
 
 
 def test_json_lines_are_the_run_folders_records_with_a_review_object(reviewed_study):

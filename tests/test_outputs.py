@@ -111,3 +111,21 @@ def test_errors_summaries_and_gold_problems_keep_brackets(monkeypatch, tmp_path)
     assert "in/[draft] call.vtt: malformed WebVTT: line 3" in shown and "runs/[test]" in shown
     assert "'[laughs] so I lookd'" in shown or '"[laughs] so I lookd"' in shown
     assert "1 gold files, 1 problems\n" in shown  # not found at all: left out, not scored anyway
+
+
+def test_codes_csv_leads_a_formula_like_text_cell_with_a_quote_and_leaves_numbers_alone(tmp_path):
+    import csv
+
+    from jtbd.coding.outputs import write_run
+
+    codes = [_code("force", '=HYPERLINK("http://evil.example","open me")', 10, score=-0.5, force="push"),
+             _code("trigger", "-2 days before the audit it broke", 80, score=1.5),
+             _code("force", "+1 for the new one", 130, force="pull"),
+             _code("trigger", "@channel we are switching", 160, score=0.25)]
+    write_run(tmp_path, [CodedTranscript(transcript="t", source="t.txt", codes=codes)], {"ok": 1})
+    rows = list(csv.DictReader((tmp_path / "codes.csv").open(encoding="utf-8", newline="")))
+    assert [r["quote"] for r in rows] == ['\'=HYPERLINK("http://evil.example","open me")',
+                                          "'-2 days before the audit it broke", "'+1 for the new one",
+                                          "'@channel we are switching"]
+    assert [r["score"] for r in rows] == ["-0.5", "1.5", "", "0.25"]  # a number is a number
+    assert [r["char_start"] for r in rows] == ["10", "80", "130", "160"] and rows[0]["speaker"] == "Dana"

@@ -79,8 +79,11 @@ def test_the_migrations_create_the_schema_from_scratch_in_wal_mode(url, tmp_path
     assert {"study", "transcript_id", "code_id", "action", "reviewer", "at", "suggestion", "code", "note"} <= columns
     columns = {row[1] for row in con.execute("PRAGMA table_info(transcripts)")}
     assert {"study", "transcript_id", "source", "source_path", "text", "turns", "interviewers"} <= columns
-    assert con.execute("SELECT version_num FROM jtbd_review_version").fetchall() == [("0001",)]
+    assert con.execute("SELECT version_num FROM jtbd_review_version").fetchall() == [("0003",)]
     assert con.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    # the web app asks every transcript's version on each request: from the index, not the rows and their text
+    plan = con.execute("EXPLAIN QUERY PLAN SELECT transcript_id, coded_at FROM transcripts WHERE study = 's'").fetchall()
+    assert "COVERING INDEX transcripts_coded" in str(plan)
     # the database refuses an action the store does not know, whoever writes it
     with pytest.raises(sqlite3.IntegrityError):
         con.execute("INSERT INTO decisions (study, transcript_id, code_id, action, reviewer, at) "
@@ -143,6 +146,95 @@ def test_a_reviewed_code_whose_suggestion_is_gone_stays_orphaned(store, transcri
     assert _by_id(store.reviewed("default"))[a["id"]].status == "rejected"
 
 
+def test_a_reset_makes_a_code_the_models_suggestion_again_and_keeps_the_history(store, transcript):
+    a, b, c = (_force(transcript, n) for n in (1, 2, 3))
+    store.save_coded("default", transcript, str(EXAMPLE), [a, b, c])
+    tid = "espresso_machine"
+    store.decide("default", tid, a["id"], "accept", "ann")
+    store.decide("default", tid, b["id"], "relabel", "ann", code={**b, "force": "habit"})
+    store.decide("default", tid, c["id"], "reject", "ann")
+    reset = [store.decide("default", tid, code["id"], "reset", "bob") for code in (a, b, c)]
+    assert [(d.action, d.reviewer, d.code, d.suggestion) for d in reset] == [("reset", "bob", x, x) for x in (a, b, c)]
+    now = _by_id(store.reviewed("default"))
+    assert {i: (r.status, r.code) for i, r in now.items()} == {x["id"]: ("suggested", x) for x in (a, b, c)}
+    assert now[a["id"]].decision.action == "reset" and now[a["id"]].decision.reviewer == "bob"
+    # append-only: the decisions taken back are still there, the reset after them
+    assert [d.action for d in store.history("default", tid, b["id"])] == ["relabel", "reset"]
+    # a new run keeps a reset code a suggestion (its new version), and drops one it no longer suggests
+    changed_a = {**a, "score": 9.0}
+    store.save_coded("default", transcript, str(EXAMPLE), [changed_a, b])
+    now = _by_id(store.reviewed("default"))
+    assert {i: (r.status, r.code) for i, r in now.items()} == {a["id"]: ("suggested", changed_a),
+                                                               b["id"]: ("suggested", b)}
+    # decided again after a reset: the latest decision counts
+    store.decide("default", tid, a["id"], "reject", "ann")
+    assert _by_id(store.reviewed("default"))[a["id"]].status == "rejected"
+
+
+def test_a_reset_needs_a_suggestion_to_go_back_to(store, transcript):
+    a, b = _force(transcript, 1), _force(transcript, 2)
+    store.save_coded("default", transcript, str(EXAMPLE), [a, b])
+    tid = "espresso_machine"
+    added = _force(transcript, 4, "pull")
+    store.decide("default", tid, added["id"], "add", "ann", code=added)
+    store.decide("default", tid, b["id"], "accept", "ann")
+    store.save_coded("default", transcript, str(EXAMPLE), [a])  # b orphaned
+    for code_id, problem in ((a["id"], "the model's suggestion already"), (added["id"], "reject it to withdraw it"),
+                             (b["id"], "no longer suggests this code")):
+        with pytest.raises(ValueError, match=problem):
+            store.decide("default", tid, code_id, "reset", "ann")
+    with pytest.raises(ValueError, match="reset takes no code"):
+        store.decide("default", tid, a["id"], "reset", "ann", code=a)
+    assert [d.action for d in store.history("default", tid)] == ["add", "accept"]
+
+
+def test_a_store_of_the_first_schema_is_upgraded_keeping_its_decisions(url, transcript):
+    import sqlalchemy as sa
+    from alembic import command
+    from alembic.config import Config
+
+    from jtbd.coding.reviews import MIGRATIONS, VERSION_TABLE
+
+    first = ReviewStore.open(url)  # at the head; then taken back to the first schema, as an older version left it
+    a = _force(transcript, 1)
+    first.save_coded("default", transcript, str(EXAMPLE), [a])
+    first.decide("default", "espresso_machine", a["id"], "accept", "ann", note="kept")
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with first.engine.begin() as conn:
+        config.attributes.update(connection=conn, version_table=VERSION_TABLE)
+        command.downgrade(config, "0001")
+        assert conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar() == "0001"
+        with pytest.raises(sa.exc.IntegrityError):  # the first schema knows no reset
+            with conn.begin_nested():
+                conn.execute(sa.text("INSERT INTO decisions (study, transcript_id, code_id, action, reviewer, at) "
+                                     "VALUES ('default', 'espresso_machine', 'x', 'reset', 'ann', '2026-01-01')"))
+    first.close()
+    with ReviewStore.open(url) as store:
+        [kept] = store.history("default")
+        assert (kept.action, kept.reviewer, kept.note) == ("accept", "ann", "kept")
+        store.decide("default", "espresso_machine", a["id"], "reset", "ann")
+        assert store.reviewed("default")[0].status == "suggested"
+
+
+def test_the_versions_say_which_transcript_changed_and_the_stamp_whether_any_did(store, transcript):
+    a = _force(transcript, 1)
+    store.save_coded("default", transcript, str(EXAMPLE), [a])
+    stamp, versions = store.stamp("default"), store.versions("default")
+    assert store.stamp("default") == stamp and list(versions) == ["espresso_machine"]
+    assert versions["espresso_machine"][1:] == (0, None)
+    decision = store.decide("default", "espresso_machine", a["id"], "accept", "ann")
+    assert store.stamp("default") != stamp
+    assert store.versions("default")["espresso_machine"][0] == versions["espresso_machine"][0]  # the same run
+    assert store.versions("default")["espresso_machine"][1] == 1
+    stamp = store.stamp("default")
+    store.save_coded("default", transcript, str(EXAMPLE), [a])  # coded again
+    assert store.stamp("default") != stamp and store.versions("default")["espresso_machine"][0] > decision.at
+    assert store.versions("pilot") == {} and store.stamp("pilot") == (0, None, 0, None)
+    store.forget("default", ["espresso_machine"])
+    assert store.versions("default") == {} and store.stamp("default") == (0, None, 0, None)
+
+
 def test_respan_relabel_and_add_are_re_grounded_in_the_stored_transcript(store, transcript):
     a = _force(transcript, 1, words=6)
     store.save_coded("default", transcript, str(EXAMPLE), [a])
@@ -192,6 +284,7 @@ def _refusals(transcript, a: dict, job: dict) -> list[tuple[str, str, dict | Non
         ("relabel", a["id"], None, "relabel needs the changed code"),
         ("note", a["id"], None, "a note needs its text"),
         ("add", a["id"], a, "already exists"),
+        ("reset", a["id"], None, "the model's suggestion already"),
     ]
 
 

@@ -268,8 +268,12 @@ def test_note_undo_and_add_are_decisions_too(hostile):
     undone = _decide(client, csrf, code_id=push, action="undo").json()
     assert undone["saved"] and undone["code"]["status"] == "accepted"  # back to before the rejection
     again = _decide(client, csrf, code_id=push, action="undo").json()
-    # the acceptance was the code's first state-changing decision: there is no way back to "suggested"
-    assert not again["saved"] and "first decision" in again["message"]
+    # the acceptance was the code's first state-changing decision: undoing it makes the code a suggestion again
+    assert again["saved"] and again["code"]["status"] == "suggested" and again["code"]["decision_action"] == "reset"
+    assert again["review"]["reviewed"] == 0 and again["code"]["note"] == "check the <i>date</i>"  # the note stays
+    further = _decide(client, csrf, code_id=push, action="undo").json()  # one step further back: the note
+    assert further["saved"] and (further["code"]["status"], further["code"]["note"]) == ("suggested", "")
+    assert "nothing to undo" in _decide(client, csrf, code_id=push, action="undo").json()["message"]
     habit = ids["force.habit"]
     _decide(client, csrf, code_id=habit, action="relabel", kind="force", force="anxiety")
     _decide(client, csrf, code_id=habit, action="reject")
@@ -295,6 +299,24 @@ def test_note_undo_and_add_are_decisions_too(hostile):
                       end=interviewer["char_end"])
     assert refused.status_code == 400 and not refused.json()["saved"]
     assert "not inside one interviewee turn" in refused.json()["message"]
+
+
+def test_a_reset_takes_every_decision_on_a_code_back_and_counts_it_a_suggestion(hostile):
+    client = _client(*hostile)
+    csrf = _csrf(client.get("/interview/hostile"))
+    ids = _code_ids(client)
+    habit = ids["force.habit"]
+    _decide(client, csrf, code_id=habit, action="relabel", kind="force", force="anxiety")
+    assert _decide(client, csrf, code_id=habit, action="reject").json()["review"]["rejected"] == 1
+    reset = _decide(client, csrf, code_id=habit, action="reset").json()
+    assert reset["saved"] and "suggestion again" in reset["message"]
+    assert (reset["code"]["status"], reset["code"]["force"], reset["code"]["suggested_as"]) == ("suggested", "habit", "")
+    assert (reset["review"]["reviewed"], reset["review"]["rejected"], reset["review"]["precision"]) == (0, 0, None)
+    assert client.get("/search.json?status=suggested").json()["total"] == 4
+    refused = _decide(client, csrf, code_id=habit, action="reset")  # nothing stands on it any more
+    assert refused.status_code == 400 and "suggestion already" in refused.json()["message"]
+    exported = client.get("/export?format=json&status=reviewed")
+    assert exported.status_code == 200 and exported.content == b""  # nothing reviewed to export
 
 
 def test_a_decision_without_the_csrf_token_is_refused_and_not_saved(hostile):
@@ -466,6 +488,60 @@ def test_a_code_a_person_adds_is_found_by_meaning_too(coded):
     found = client.get("/search.json?q=my+dog+hates+going+out+when+it+rains&status=added").json()
     assert [r["quote"] for r in found["results"]] == ["The dog refuses to go out in the rain"]
     assert found["results"][0]["similarity"] > 0.3 and dict(found["facets"]["status"])["added"] == 1
+
+
+def test_pages_keep_up_with_what_another_process_writes(coded, tmp_path):
+    """The app keeps a study's codes between requests (a 100,000-code study is too slow to read on each);
+    what another reviewer decides or a re-run of `jtbd code` stores shows on the next request, in the
+    pages and in search with facets."""
+    import shutil
+
+    from jtbd.coding.reviews import ReviewStore
+    from jtbd.settings import with_changes
+    from jtbd.web.app import create_app
+
+    shutil.copytree(coded.data_dir, tmp_path / "data")
+    settings = with_changes(coded, data_dir=str(tmp_path / "data"))
+    client = Client(create_app(settings))
+    q = "/search.json?q=worried+about+the+price&k=100"
+    forces = [r for r in client.get(q).json()["results"] if r["kind"] == "force"]
+    target, other = forces[0], forces[1]
+    moved = next(f for f in ("push", "pull", "anxiety", "habit") if f != target["force"])
+    with ReviewStore.open(settings.review_db_url) as elsewhere:  # another reviewer, another process
+        code = next(i.code for i in elsewhere.reviewed("default", "espresso_machine") if i.code["id"] == target["id"])
+        elsewhere.decide("default", "espresso_machine", target["id"], "relabel", "ann", code={**code, "force": moved})
+        elsewhere.decide("default", "espresso_machine", other["id"], "reject", "ann")
+    assert target["id"] in {r["id"] for r in client.get(f"{q}&force={moved}").json()["results"]}
+    assert target["id"] not in {r["id"] for r in client.get(f"{q}&force={target['force']}").json()["results"]}
+    assert [r["id"] for r in client.get(f"{q}&status=rejected").json()["results"]] == [other["id"]]
+    assert client.get("/.json").json()["review"]["rejected"] == 1
+    assert client.get("/interview/espresso_machine.json").json()["study_review"]["changed"] == 1
+    with ReviewStore.open(settings.review_db_url) as elsewhere:  # a re-run no longer suggests an open code
+        items = elsewhere.reviewed("default", "espresso_machine")
+        dropped = next(i.code["id"] for i in items if i.status == "suggested")
+        elsewhere.save_coded("default", elsewhere.transcript("default", "espresso_machine"),
+                             elsewhere.source_path("default", "espresso_machine"),
+                             [i.code for i in items if i.status != "rejected" and i.code["id"] not in (dropped, target["id"])]
+                             + [code])
+    codes = {c["id"] for c in client.get("/interview/espresso_machine.json").json()["codes"]}
+    assert dropped not in codes and target["id"] in codes
+    assert dropped not in {r["id"] for r in client.get(q).json()["results"]}  # Chroma still holds it: not shown
+
+
+def test_the_catalogue_reads_again_only_what_changed_and_forgets_a_forgotten_interview(hostile):
+    from jtbd.web.catalogue import Catalogue
+
+    settings, store = hostile
+    catalogue = Catalogue(store, "default").refresh()
+    first = catalogue._interviews["hostile"]
+    assert len(catalogue.codes()) == 4 and len(catalogue.index) == 4 and catalogue.agreement().reviewed == 0
+    assert catalogue.refresh()._interviews["hostile"] is first  # nothing changed: nothing read
+    push = next(c.id for c in catalogue.codes() if c.force == "push")
+    store.decide("default", "hostile", push, "reject", "maya")
+    assert catalogue.refresh().code(push).status == "rejected" and catalogue.agreement("hostile").rejected == 1
+    assert catalogue.index.passing({"status": "rejected"}) == [push]
+    store.forget("default", ["hostile"])
+    assert catalogue.refresh().codes() == [] and len(catalogue.index) == 0 and catalogue.transcripts() == {}
 
 
 def _served(monkeypatch, capsys, *argv):

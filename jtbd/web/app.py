@@ -9,17 +9,21 @@ another of the same store.
     GET  /                         the study: interviews, forces of progress, triggers, jobs, timeline
     GET  /interview/<id>           one interview: transcript with its codes highlighted, review
     GET  /search?q=&kind=&force=&interview=&speaker=&status=&min_score=&k=
-    POST /review                   a review decision (CSRF token in the form or X-CSRF-Token)
+    POST /review                   a review decision: action=accept|reject|relabel|respan|note|add|undo|reset
+                                   (CSRF token in the form or X-CSRF-Token)
     GET  /export?format=csv|json|md|gold|qdpx&status=reviewed|all|suggestions
 
-Reads and writes go to the review store (coding/reviews.py); search asks the study's Chroma
-collection through CodeStore, with the same embedder as `jtbd search`.
+Writes go to the review store (coding/reviews.py); pages read the study's codes from the catalogue
+(jtbd/web/catalogue.py), which keeps them and reads again what changed there. Search asks the
+study's Chroma collection for ids and distances through CodeStore.nearest, with the catalogue's
+facet index and the same embedder as `jtbd search`.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -38,6 +42,7 @@ from jtbd.coding.reviews import ReviewedCode, ReviewStore, ReviewStoreError
 from jtbd.schemas.transcript import Transcript, format_timestamp
 from jtbd.settings import Settings, source_of, study_collection
 from jtbd.web import review, svg
+from jtbd.web.catalogue import Catalogue
 from jtbd.web.security import Guard, csrf_ok
 from jtbd.web.views import (DIMENSIONS, FACETS, FORCES, KINDS, STATUS_WORDS, CodeView, agreement,
                             anchor_of, code_view, codes_by_turn, codes_starting_in, facet_counts, matches,
@@ -66,6 +71,7 @@ class Workbench:
     reviews: ReviewStore
     csrf: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     _stores: dict[str, Any] = field(default_factory=dict)
+    _catalogues: dict[str, Catalogue] = field(default_factory=dict)
     _embedder: Any = None
     _vectors: dict[str, Any] = field(default_factory=dict)  # quotes of codes a person added, embedded
 
@@ -96,6 +102,21 @@ class Workbench:
             return path + ("?" + urlencode(shown) if shown else "")
         return link
 
+    def catalogue(self, study: str) -> Catalogue:
+        """The study's codes as the pages show them, up to date with the review store."""
+        if study not in self._catalogues:
+            self._catalogues.setdefault(study, Catalogue(self.reviews, study))  # one, if two requests come at once
+        return self._catalogues[study].refresh()
+
+    def warm(self, study: str) -> None:
+        """Read the study, its codes' vectors and the embedding model before a request needs them (a
+        server's start: at 100,000 codes, seconds that would otherwise fall on the first searches)."""
+        catalogue = self.catalogue(study)
+        store = self.code_store(study)
+        if store is not None:
+            store.embedder.embed(["warm"])
+            catalogue.index.load_vectors(store.collection)
+
     def code_store(self, study: str) -> Any:
         """The study's Chroma collection with the embedder `jtbd search` uses; None when it has none."""
         if study not in self._stores:
@@ -118,9 +139,9 @@ class Workbench:
             self._embedder = embedder_for(self.settings)
         return self._embedder
 
-    def added_similarity(self, query: str, added: list[CodeView]) -> dict[str, float]:
+    def added_similarity(self, wanted: list[float], added: list[CodeView]) -> dict[str, float]:
         """Codes a person added are in the review store, not in Chroma: their quotes are embedded here
-        (once each) and compared with the query the way Chroma compares (cosine)."""
+        (once each) and compared with the query's vector the way Chroma compares (cosine)."""
         if not added:
             return {}
         from jtbd.coding.embed import cosine
@@ -128,7 +149,6 @@ class Workbench:
         missing = [c.quote for c in added if c.quote not in self._vectors]
         if missing:
             self._vectors.update(zip(missing, self.embedder().embed(missing)))
-        wanted = self.embedder().embed([query])[0]
         return {c.id: round(cosine(wanted, self._vectors[c.quote]), 3) for c in added}
 
     def views(self, study: str, transcript_id: str | None = None, transcripts: dict[str, Transcript | None] | None = None,
@@ -162,11 +182,10 @@ class Workbench:
 def study_page(bench: Workbench, request: Request) -> Response:
     study = bench.study_of(request)
     link = bench.links(study)
-    ids = bench.reviews.transcript_ids(study)
-    transcripts = {tid: bench.reviews.transcript(study, tid) for tid in ids}
-    items = bench.reviews.reviewed(study)
-    codes = bench.views(study, transcripts=transcripts, items=items)
-    kept = [c for c in codes if c.kept]
+    catalogue = bench.catalogue(study)
+    transcripts = catalogue.transcripts()
+    ids = list(transcripts)
+    kept = [c for c in catalogue.codes() if c.kept]
     rows = _timeline_rows(ids, transcripts, kept, link)
     interviews = []
     for tid in ids:
@@ -174,10 +193,10 @@ def study_page(bench: Workbench, request: Request) -> Response:
         counts = {name: sum(c.what == name for c in mine) for name in (*FORCES, "trigger", "job", "quote")}
         t = transcripts[tid]
         interviews.append({"id": tid, "source": t.source if t else tid, "href": link(_interview_path(tid)),
-                           "codes": counts, "review": agreement(i for i in items if _tid(i) == tid).as_json()})
+                           "codes": counts, "review": catalogue.agreement(tid).as_json()})
     data = {
         "study": study, "studies": bench.reviews.studies(), "interviews": interviews,
-        "review": agreement(items).as_json(),
+        "review": catalogue.agreement().as_json(),
         "forces": _forces_data(kept, per_quadrant=3, spread=True),
         "triggers": [c.as_json() for c in kept if c.kind == "trigger"],
         "jobs": [c.as_json() for c in kept if c.kind == "job"],
@@ -202,8 +221,8 @@ def interview_page(bench: Workbench, request: Request) -> Response:
 
 def interview_data(bench: Workbench, study: str, transcript: Transcript) -> tuple[dict[str, Any], dict[str, Any]]:
     link = bench.links(study)
-    items = bench.reviews.reviewed(study, transcript.id)
-    codes = bench.views(study, transcript.id, {transcript.id: transcript}, items)
+    catalogue = bench.catalogue(study)
+    codes = catalogue.codes(transcript.id)
     kept = [c for c in codes if c.kept]
     row = _row(transcript, kept, link)
     numbers = {c.id: n for n, c in enumerate(codes, start=1)}
@@ -217,8 +236,8 @@ def interview_data(bench: Workbench, study: str, transcript: Transcript) -> tupl
                    "text": t.text, "codes": starting.get(t.index, [])}
                   for t in transcript.turns],
         "codes": [{**c.as_json(), "number": numbers[c.id]} for c in codes],
-        "review": agreement(items).as_json(),
-        "study_review": agreement(bench.reviews.reviewed(study)).as_json(),
+        "review": catalogue.agreement(transcript.id).as_json(),
+        "study_review": catalogue.agreement().as_json(),
         "forces": _forces_data(kept, per_quadrant=2, spread=False),
         "timeline": [_timeline_data(row)],
         "exports": _exports(link),
@@ -241,20 +260,18 @@ def search_page(bench: Workbench, request: Request) -> Response:
     k = int(_number(params.get("k"), "k") or 20)
     if k < 1:
         raise Refused(400, f"k is {k}: it must be 1 or more (how many results to show)")
-    ids = bench.reviews.transcript_ids(study)
-    transcripts = {tid: bench.reviews.transcript(study, tid) for tid in ids}
-    items = bench.reviews.reviewed(study)
-    codes = bench.views(study, transcripts=transcripts, items=items)
+    catalogue = bench.catalogue(study)
     notice = ""
     if q:
-        pool, similarity, notice = _nearest(bench, study, q, codes, filters, k)
+        pool, similarity, notice = _nearest(bench, study, q, catalogue, filters, k)
     else:
-        pool, similarity = sorted(codes, key=lambda c: (c.score is None, -(c.score or 0.0), c.transcript, c.start)), {}
+        pool, similarity = sorted(catalogue.codes(), key=lambda c: (c.score is None, -(c.score or 0.0), c.transcript,
+                                                                   c.start)), {}
     scored = (lambda c: similarity.get(c.id)) if q else (lambda c: c.score)
     found = [c for c in pool if matches(c, filters, None) and _at_least(scored(c), min_score)]
     facets = facet_counts([c for c in pool if _at_least(scored(c), min_score)], filters, None)
     results = [{**c.as_json(), "similarity": similarity.get(c.id), "href": _code_href(c, link)} for c in found[:k]]
-    data = {"study": study, "study_review": agreement(items).as_json(), "q": q, "filters": filters,
+    data = {"study": study, "study_review": catalogue.agreement().as_json(), "q": q, "filters": filters,
             "min_score": min_score, "k": k,
             "mode": "semantic" if q else "browse", "total": len(found), "pool": len(pool), "notice": notice,
             "facets": {name: [[value, n] for value, n in counts] for name, counts in facets.items()},
@@ -263,22 +280,26 @@ def search_page(bench: Workbench, request: Request) -> Response:
                         more_link=link("/search", q=q, **filters, min_score=params.get("min_score"), k=k * 5))
 
 
-def _nearest(bench: Workbench, study: str, q: str, codes: list[CodeView], filters: dict[str, str],
+def _nearest(bench: Workbench, study: str, q: str, catalogue: Catalogue, filters: dict[str, str],
              k: int) -> tuple[list[CodeView], dict[str, float], str]:
     """The codes nearest the query (SEARCH_POOL of them, unfiltered: Chroma answers that fastest),
-    then the filtered nearest if the pool holds too few of them; each with its similarity."""
+    then the filtered nearest if the pool holds too few of them (the catalogue's facet index says
+    which pass, as the page shows them); each with its similarity. Ids and distances only: the
+    cards are the catalogue's."""
     store = bench.code_store(study)
     if store is None:
         return [], {}, f"study {study!r} has no search index yet: run 'jtbd code --study {study}'"
-    by_id = {c.id: c for c in codes}
-    hits = store.search(q, k=SEARCH_POOL)
-    stored = {"kind": filters["kind"], "force": filters["force"], "transcript": filters["interview"],
-              "speaker": filters["speaker"]}
-    if any(stored.values()) and sum(h.id in by_id and matches(by_id[h.id], filters, None) for h in hits) < k:
-        hits += store.search(q, k=k, **stored)
-    similarity = {h.id: h.score for h in hits}
-    similarity.update(bench.added_similarity(q, [c for c in codes if c.status == "added"]))
-    pool = sorted({by_id[i] for i in similarity if i in by_id}, key=lambda c: (-similarity[c.id], c.id))
+    vector = bench.embedder().embed([q])
+    hits = store.nearest(vector, SEARCH_POOL, catalogue.index)
+    wanted = {"kind": filters["kind"], "force": filters["force"], "transcript": filters["interview"],
+              "speaker": filters["speaker"], "status": filters["status"]}
+    nearest = [catalogue.code(i) for i, _ in hits]
+    if any(wanted.values()) and sum(c is not None and matches(c, filters, None) for c in nearest) < k:
+        hits += store.nearest(vector, k, catalogue.index, read=hits, **wanted)
+    similarity = {i: round(1.0 - distance, 3) for i, distance in hits}
+    similarity.update(bench.added_similarity(vector[0], catalogue.added()))
+    pool = sorted((c for c in map(catalogue.code, similarity) if c is not None),
+                  key=lambda c: (-similarity[c.id], c.id))
     return pool, similarity, ""
 
 
@@ -522,6 +543,13 @@ def create_app(settings: Settings, reviews: ReviewStore | None = None, token: st
 # --- serving -------------------------------------------------------------------------------------------
 
 
+def _warm(bench: Workbench, study: str) -> None:
+    try:
+        bench.warm(study)
+    except Exception:  # noqa: BLE001 - a warm-up only: the request that needs what failed says why
+        pass
+
+
 def serve(settings: Settings, host: str, port: int, token: str, said: Callable[[str], None],
           known_study: bool = False) -> None:
     """Run the workbench with uvicorn until interrupted. Off loopback a token is required: the given one,
@@ -549,6 +577,7 @@ def serve(settings: Settings, host: str, port: int, token: str, said: Callable[[
         raise ValueError(f"{source_of(settings, 'study')} is {settings.study!r}: no such study in the review database "
                          f"{reviews.where} (studies: {', '.join(studies) or 'none yet: run jtbd code --study NAME'})")
     app = create_app(settings, reviews=reviews, token=token)
+    threading.Thread(target=_warm, args=(app.state.bench, settings.study), daemon=True).start()
     shown = f"[{host}]" if ":" in host else host
     where = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
     said(f"serving study {settings.study!r} on {where}  (Ctrl-C stops it)")

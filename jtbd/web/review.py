@@ -2,9 +2,10 @@
 
 The store checks every decision against the stored transcript (a code's span inside one interviewee
 turn, its quote the text there) and records it; nothing here trusts the browser's offsets or labels.
-An undo is a new decision (or two) restoring the code's state before its latest decision; each of
-them carries a note starting with UNDO, so a second undo goes one step further back instead of
-redoing, and the history says what happened.
+An undo is a new decision (or two) restoring the code's state before its latest decision (a reset
+when that decision was the first: the code is the model's suggestion again); each of them carries a
+note starting with UNDO, so a second undo goes one step further back instead of redoing, and the
+history says what happened. A reset asked for directly takes every decision on the code back at once.
 """
 
 from __future__ import annotations
@@ -55,7 +56,10 @@ def apply(store: Any, study: str, transcript: Transcript, form: dict[str, str], 
                        (decide("respan", code=respanned(current.code, transcript, start, end), note=note),))
     if action == "undo":
         return _undo(store, study, transcript.id, current, decide)
-    raise ValueError(f"unknown action {action!r}: it must be accept, reject, relabel, respan, note, add or undo")
+    if action == "reset":
+        return Outcome(code_id, f"{_label(current.code)} is the model's suggestion again",
+                       (decide("reset", note=note),))
+    raise ValueError(f"unknown action {action!r}: it must be accept, reject, relabel, respan, note, add, undo or reset")
 
 
 def find(store: Any, study: str, transcript_id: str, code_id: str) -> Any:
@@ -179,21 +183,22 @@ def standing_steps(history: Sequence[Any]) -> list[list[Any]]:
 
 
 def state_after(steps: Sequence[Sequence[Any]]) -> tuple[str | None, dict | None]:
-    """(state, code) after these decisions: None before any decision but notes."""
+    """(state, code) after these decisions: None before any decision but notes, and after a reset."""
     state, code = None, None
     for step in steps:
         for d in step:
             if d.action in _STATES:
                 state, code = _STATES[d.action], d.code
+            elif d.action == "reset":
+                state, code = None, None
     return state, code
 
 
 def restoring(target: str | None, target_code: dict | None, status: str, code: dict,
               suggestion: dict | None) -> list[tuple[str, dict | None]]:
     """The decisions that bring a code from `status`/`code` back to `target`/`target_code`."""
-    if target is None:
-        raise ValueError("this is the code's first decision, and the review store keeps no way back to an "
-                         "unreviewed suggestion: decide it again instead")
+    if target is None:  # back to before the code's first decision (or to after a reset)
+        return [("reset", None)]
     if target == "rejected":
         return [("reject", None)]
     base = code or suggestion  # a rejected code shows the version that was rejected

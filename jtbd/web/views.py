@@ -114,8 +114,8 @@ def _label_of(code: dict[str, Any] | None) -> str:
 
 
 def code_view(reviewed: Any, transcript: Transcript | None = None, note: str = "") -> CodeView:
-    """A ReviewedCode (coding/reviews.py) as the pages show it; `note`: the reviewer's latest note
-    (a later decision without one does not erase it)."""
+    """A ReviewedCode (coding/reviews.py) as the pages show it; `note`: the reviewer's latest standing note
+    (review.latest_notes: a later decision without one does not erase it, an undone one is gone)."""
     code, decision = reviewed.code, reviewed.decision
     start, end = int(_get(code, "char_start", 0)), int(_get(code, "char_end", 0))
     code_id = _get(code, "id", "") or (decision.code_id if decision else "")
@@ -142,7 +142,7 @@ def code_view(reviewed: Any, transcript: Transcript | None = None, note: str = "
         quote=_get(code, "quote", ""), statement=statement_of(code),
         score=None if score in (None, "") else float(score), start=start, end=end,
         speaker=_get(code, "speaker", ""), turn=int(turn), seconds=seconds, line=line,
-        status=reviewed.status, note=note or (decision.note if decision and decision.note else "") or "",
+        status=reviewed.status, note=note,
         reviewer=decision.reviewer if decision else "", decided_at=_when(decision),
         suggested_as=_label_of(suggested) if changed else "",
         context_before=_get(code, "context_before", before) or before,
@@ -204,8 +204,16 @@ class Agreement:
         return asdict(self)
 
 
-def agreement(reviewed: Iterable[Any]) -> Agreement:
-    """How far the model's suggestions agree with the reviewer, over what was reviewed so far."""
+@dataclass(frozen=True)
+class Tally:
+    """What the agreement counts, for some codes (an interview's): so a study's is the sum of its
+    interviews' without reading every code again."""
+    counts: Counter  # codes per status as answered_as counts them
+    right: int  # reviewed suggestions whose label the person kept
+    pairs: tuple[tuple[str, str], ...]  # force type, model against person, over the kept forces
+
+
+def tally(reviewed: Iterable[Any]) -> Tally:
     counts: Counter[str] = Counter()
     pairs: list[tuple[str, str]] = []
     right = 0
@@ -218,6 +226,22 @@ def agreement(reviewed: Iterable[Any]) -> Agreement:
         right += _label_of(suggestion) == _label_of(item.code)
         if _get(suggestion, "kind") == "force" and _get(item.code, "kind") == "force":
             pairs.append((_get(suggestion, "force"), _get(item.code, "force")))
+    return Tally(counts, right, tuple(pairs))
+
+
+def agreement(reviewed: Iterable[Any]) -> Agreement:
+    """How far the model's suggestions agree with the reviewer, over what was reviewed so far."""
+    return agreement_of([tally(reviewed)])
+
+
+def agreement_of(tallies: Iterable[Tally]) -> Agreement:
+    counts: Counter[str] = Counter()
+    pairs: list[tuple[str, str]] = []
+    right = 0
+    for part in tallies:
+        counts.update(part.counts)
+        right += part.right
+        pairs += part.pairs
     done = counts["accepted"] + counts["changed"] + counts["rejected"]
     kappa = cohen_kappa(pairs)
     return Agreement(
@@ -321,8 +345,16 @@ def facet_counts(codes: Sequence[CodeView], filters: dict[str, str], min_score: 
                  ) -> dict[str, list[tuple[str, int]]]:
     """Per facet, each value's count among the codes that pass every *other* filter (as search sites
     count them: choosing a value shows what the other values would give)."""
-    out = {}
-    for facet in FACETS:
-        counts = Counter(facet_value(c, facet) for c in codes if matches(c, filters, min_score, skip=facet))
-        out[facet] = sorted(((v, n) for v, n in counts.items() if v), key=lambda item: (-item[1], item[0]))
-    return out
+    wanted = {name: value for name, value in filters.items() if value}
+    counts: dict[str, Counter[str]] = {facet: Counter() for facet in FACETS}
+    for c in codes:
+        if min_score is not None and (c.score is None or c.score < min_score):
+            continue
+        values = {facet: facet_value(c, facet) for facet in FACETS}
+        missed = [name for name, value in wanted.items() if values[name] != value]
+        if len(missed) > 1:
+            continue
+        for facet in missed or FACETS:  # one filter missed: the code counts for that facet alone
+            counts[facet][values[facet]] += 1
+    return {facet: sorted(((v, n) for v, n in counted.items() if v), key=lambda item: (-item[1], item[0]))
+            for facet, counted in counts.items()}
