@@ -18,6 +18,7 @@ forward pass, no sampling). Over the OpenAI API that is ``max_tokens=1`` with
 from __future__ import annotations
 
 import atexit
+import hashlib
 import json
 import os
 import re
@@ -30,7 +31,7 @@ from typing import Any, Callable
 import instructor
 import numpy as np
 
-from jtbd.coding.model_files import DEFAULT_MODEL_NAME, ensure_default_model
+from jtbd.coding.model_files import DEFAULT_MODEL_NAME, DEFAULT_MODEL_SHA256, ensure_default_model
 from jtbd.settings import Settings
 
 MODES = {
@@ -147,6 +148,29 @@ def model_label(settings: Settings) -> str:
     if settings.model_path:
         return settings.model or Path(settings.model_path).stem
     return settings.model or DEFAULT_MODEL_NAME
+
+
+_SHA256: dict[tuple[str, int, int], str] = {}
+
+
+def model_sha256(settings: Settings) -> str | None:
+    """The sha256 of the model file the ratings come from: known for the local backend (the
+    default model's is checked when it is assembled; another GGUF is read once per process), not
+    for a server (None)."""
+    if settings.backend != "local":
+        return None
+    if not settings.model_path:
+        return DEFAULT_MODEL_SHA256
+    path = Path(settings.model_path)
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _SHA256:
+        digest = hashlib.sha256()
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        _SHA256[key] = digest.hexdigest()
+    return _SHA256[key]
 
 
 def make_llm(settings: Settings) -> LLM:

@@ -18,9 +18,10 @@ from typing import Any, Callable
 
 from jtbd.coding import backends
 from jtbd.coding.chunk import Chunk, chunk_transcript
-from jtbd.coding.decide import Decision, RatedSentence, decide
+from jtbd.coding.decide import Decision, RatedSentence, decide, decision_settings
 from jtbd.coding.extract import ChunkResult, build_excerpt, code_chunk, decided_codes, keep_supported_jobs
 from jtbd.coding.identity import IdCollision, SourceFile, StoredSource, transcript_ids
+from jtbd.coding.learned import LearnedDecision
 from jtbd.coding.merge import merge_codes
 from jtbd.coding.sentences import split_sentences
 from jtbd.prompts import Strategy
@@ -106,13 +107,47 @@ def run_job(job: ChunkJob, settings: Settings, strategy: Strategy, provenance: P
                       notify=notify)
 
 
+def decision_for(strategy: Strategy, settings: Settings) -> dict[str, Any]:
+    """How this run turns ratings into codes, checked before any model call: the [decide] rules'
+    settings (decide.decision_settings), plus under "learned" the fitted decision (coding/learned.py)
+    when settings.decision picks one that applies to this model, and under "decision" a line
+    saying which it is."""
+    rules = decision_settings(strategy)
+    if settings.decision == "handmade":
+        return {**rules, "decision": "the [decide] rules (--decision handmade)"}
+    if settings.decision == "auto":
+        if not strategy.learned:
+            return {**rules, "decision": f"the [decide] rules (strategy {strategy.name} ships no learned decision)"}
+        learned, where = LearnedDecision.from_json(strategy.learned, "the learned decision of prompts/"), "bundled"
+    else:
+        learned, where = LearnedDecision.load(Path(settings.decision)), settings.decision
+    label = backends.model_label(settings)
+    if not learned.applies_to(backends.model_sha256(settings), label):
+        said = (f"the [decide] rules: the {where} learned decision was fitted on {learned.model or 'another model'}'s "
+                f"ratings, not {label}'s (jtbd fit --gold DIR fits one for this model)")
+        if settings.decision != "auto":
+            raise ValueError(said.replace("the [decide] rules: ", "", 1))
+        return {**rules, "decision": said}
+    fitted = f"fitted on {len(learned.fitted_on)} coded interviews" if learned.fitted_on else "fitted"
+    return {**rules, "learned": learned, "decision": f"learned ({where}, {fitted})"}
+
+
 def finish_transcript(transcript: Transcript, results: list[ChunkResult], provenance: Provenance,
-                      decide_with: dict[str, Any]) -> FinishedTranscript:
+                      decide_with: dict[str, Any], embed: Callable[..., Any] | None = None) -> FinishedTranscript:
     """A transcript's codes from its chunks' results: the ratings decided across the whole
-    transcript, codes merged where chunks overlap, job stories checked against their evidence."""
+    transcript, codes merged where chunks overlap, job stories checked against their evidence.
+    `decide_with` is what `decision_for` returned; `embed` embeds sentences for a learned decision
+    that reads them."""
     results = list(results)
     rated = [r for res in results for r in res.rated]
-    decisions = decide(rated, text=transcript.text, **decide_with) if rated else []
+    learned = decide_with.get("learned")
+    rules = {k: v for k, v in decide_with.items() if k not in ("learned", "decision")}
+    if not rated:
+        decisions = []
+    elif learned is not None:
+        decisions = learned.decide(rated, transcript.text, embed)
+    else:
+        decisions = decide(rated, text=transcript.text, **rules)
     if decisions:
         results.append(ChunkResult(f"{transcript.id}#decided", decided_codes(decisions, transcript, provenance)))
     # Cached chunks were coded under the same questions, maybe under another [decide]: stamp this run's.

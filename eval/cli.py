@@ -140,3 +140,53 @@ def print_scores(scores: dict) -> None:
         rows.add_row(name, fmt_value(prf["precision"]), fmt_value(prf["recall"]), fmt_value(prf["f1"]),
                      str(prf["tp"]), str(prf["fp"]), str(prf["fn"]))
     out.print(rows)
+
+
+def cmd_fit(gold_dir: Path, out_path: Path, settings: Any, progress: AbstractContextManager,
+            print_summary: Callable[[dict[str, Any]], None], l2: float | None = None) -> int:
+    """Code a gold folder (the cache makes a coded one free), fit the learned decision on it, print
+    how it scores with each transcript held out beside the [decide] rules and the no-skill
+    baseline, and write the fitted decision to `out_path`."""
+    import tempfile
+
+    from rich.table import Table
+
+    from jtbd.coding.backends import model_label, model_sha256
+    from jtbd.coding.decide import decision_settings
+    from jtbd.eval.fit import DEFAULT_GROUPS, DEFAULT_L2, fit_gold
+    from jtbd.eval.report import fmt_value
+    from jtbd.eval.runner import code_gold, load_gold_files
+    from jtbd.prompts import load_strategy
+
+    gold, problems, _ = load_gold_files(gold_dir)
+    for line in problems:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+    if len(gold) < 2:
+        console.print(f"[red]error:[/red] {escape(str(gold_dir))}: a fit needs at least two gold files that can be "
+                      f"scored ({len(gold)} found)")
+        return 2
+    rules = decision_settings(load_strategy(settings.strategy, settings.prompts_dir))
+    with progress, tempfile.TemporaryDirectory() as run:
+        summary = code_gold(gold, settings, Path(run))
+    print_summary(summary.as_dict())
+    ratings = {g.id: summary.ratings.get(g.transcript.id, []) for g in gold}
+    fitted = fit_gold(gold, ratings, rules, model_sha256(settings) or "", DEFAULT_GROUPS,
+                      DEFAULT_L2 if l2 is None else l2, model=model_label(settings))
+    table = Table(title=f"jtbd fit: each of {len(ratings)} transcripts coded by a decision fitted on the others")
+    for col in ("metric", "learned (held out)", "hand-made rules", "no-skill (all push)"):
+        table.add_column(col)
+    for name in fitted.held_out:
+        table.add_row(name, fmt_value(fitted.held_out[name]), fmt_value(fitted.handmade[name]),
+                      fmt_value(fitted.no_skill[name]))
+    out.print(table)
+    h, r, n = fitted.held_out, fitted.handmade, fitted.no_skill
+    out.print(f"held out: strict force F1 {fmt_value(h['force_f1_strict'])} (hand-made rules "
+              f"{fmt_value(r['force_f1_strict'])}, no-skill {fmt_value(n['force_f1_strict'])}), kappa "
+              f"{fmt_value(h['kappa'])} (rules {fmt_value(r['kappa'])})", markup=False, soft_wrap=True)
+    for tid, (learned, rules_f1) in fitted.per_transcript.items():
+        out.print(f"{tid}: strict force F1 {fmt_value(learned)} learned, {fmt_value(rules_f1)} rules", markup=False)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    fitted.decision.save(out_path)
+    out.print(f"learned decision written to {out_path}: code with it by 'jtbd code --decision {out_path} ...'",
+              markup=False, soft_wrap=True)
+    return 1 if summary.transcripts_failed else 0

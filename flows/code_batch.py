@@ -33,7 +33,7 @@ from prefect.tasks import exponential_backoff
 from pydantic import Field
 
 from jtbd.coding import backends, pipeline, progress
-from jtbd.coding.decide import RatedSentence, decision_settings
+from jtbd.coding.decide import RatedSentence
 from jtbd.coding.embed import embedder_for
 from jtbd.coding.extract import ChunkResult, context_of
 from jtbd.coding.identity import SourceFile, source_file
@@ -69,6 +69,8 @@ class BatchSummary:
     prompt_version: str = ""
     schema_version: str = ""
     model: str = ""
+    decision: str = ""  # how ratings became codes (pipeline.decision_for)
+    resubmitted: list[str] = field(default_factory=list)  # --pool: paths whose run crashed and was submitted again
     # What each transcript's decision read, for scripts that fit it (not written to summary.json).
     ratings: dict[str, list[RatedSentence]] = field(default_factory=dict, repr=False)
 
@@ -109,7 +111,7 @@ class SuccessOnlySerializer(PickleSerializer):
         return super().dumps(obj)
 
 
-@task(name="parse-transcript")
+@task(name="parse-transcript", persist_result=False)  # a transcript is never persisted
 def parse_task(path: str, transcript_id: str, interviewers: list[str], interviewees: list[str],
                max_bytes: int) -> Transcript:
     transcript = load_transcript(Path(path), interviewers=interviewers, interviewees=interviewees,
@@ -133,7 +135,7 @@ def code_chunk_task(job: pipeline.ChunkJob, settings: Settings, strategy: Strate
     return result
 
 
-@task(name="store-transcript")
+@task(name="store-transcript", persist_result=False)
 def store_task(coded: CodedTranscript, transcript: Transcript, settings: Settings, source: SourceFile) -> int:
     contexts = [context_of(c, transcript) for c in coded.codes]
     store = _store(settings, embed=True)
@@ -163,10 +165,10 @@ def code_batch(paths: list[str], settings: Settings, out_dir: str,
     `ids` to its transcript id, overriding the one chosen (gold sets name their transcripts)."""
     started = time.perf_counter()
     strategy = load_strategy(settings.strategy, settings.prompts_dir)
-    decide_with = decision_settings(strategy)  # a bad [decide] table fails here, before any LLM call
+    decide_with = pipeline.decision_for(strategy, settings)  # a bad [decide] table or file fails here, before any LLM call
     provenance = Provenance(prompt_version=strategy.version, schema_version=schema_version(),
                             model=backends.model_label(settings))
-    summary = BatchSummary(out_dir=out_dir, **provenance.model_dump())
+    summary = BatchSummary(out_dir=out_dir, decision=decide_with["decision"], **provenance.model_dump())
     meter_before = backends.meter_snapshot(settings)
     ReviewStore.open(settings.review_db_url).close()  # a database it cannot open fails before any model call
     found = discover(paths, max_bytes=settings.max_file_bytes)  # before any file is read
@@ -275,6 +277,7 @@ class Forgotten:
     """What `forget_results` removed from the result folder, file by file."""
     cached: dict[str, list[str]] = field(default_factory=dict)  # transcript id -> cached chunk files
     failures: list[str] = field(default_factory=list)  # failure records an earlier version wrote
+    reports: dict[str, list[str]] = field(default_factory=dict)  # transcript id -> --pool runs' results not yet read
 
 
 def forget_results(results_path: Path, transcript_ids: set[str]) -> Forgotten:
@@ -289,8 +292,13 @@ def forget_results(results_path: Path, transcript_ids: set[str]) -> Forgotten:
         if not path.is_file():
             continue
         if not path.name.startswith("jtbd-chunk-"):
-            path.unlink()
-            gone.failures.append(str(path))
+            report = _report_owner(path.read_bytes())  # a --pool run's coded transcript (flows/pool.py)
+            if report is None:
+                path.unlink()
+                gone.failures.append(str(path))
+            elif report in transcript_ids:
+                path.unlink()
+                gone.reports.setdefault(report, []).append(str(path))
             continue
         owner = _chunk_owner(path.read_bytes(), transcript_ids)
         if owner is not None:
@@ -309,6 +317,16 @@ def _chunk_owner(record: bytes, transcript_ids: set[str]) -> str | None:
     except Exception:  # written by another version: look for the chunk key in the pickle's bytes
         raw = _decoded(record)
         return next((t for t in sorted(transcript_ids) if (t + "#").encode() in raw), None)
+
+
+def _report_owner(record: bytes) -> str | None:
+    """The transcript id of a --pool run's result record (a TranscriptReport), else None."""
+    from prefect.results import ResultRecord
+
+    try:
+        return str(ResultRecord.deserialize(record).result.coded.transcript)
+    except Exception:  # a failure record of an earlier version, or anything else
+        return None
 
 
 def _decoded(record: bytes) -> bytes:

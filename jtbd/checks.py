@@ -27,10 +27,37 @@ class OptionError(ValueError):
 def check_code_options(out_dir: str | None, settings: Settings) -> None:
     """Raise OptionError for the first option of `jtbd code` that would fail later."""
     _check_out(out_dir)
+    _check_decision(settings)
     if settings.chroma_url:
         _check_chroma(settings)
     if "openai" in (settings.backend, settings.embeddings):
         _check_model_server(settings)
+
+
+def check_pool_options(pool: str, settings: Settings) -> None:
+    """`jtbd code --pool`: what every worker must share, then the Prefect server and the pool's
+    deployment (jtbd.flows.pool.PoolError), before any file is copied or run submitted."""
+    from jtbd.flows.pool import preflight
+
+    if not pool.strip():
+        raise OptionError("--pool is '': it must name a Prefect work pool (see 'jtbd deploy --pool NAME')")
+    if not settings.chroma_url:
+        raise OptionError(f"--pool is {pool!r}: the workers need one Chroma server for the study's codes; give "
+                          "--chroma-url (e.g. http://localhost:8000, started with chroma run)")
+    preflight(pool)
+
+
+def _check_decision(settings: Settings) -> None:
+    """A --decision file that cannot be read, or was fitted on another model's ratings."""
+    if settings.decision in ("auto", "handmade"):
+        return
+    from jtbd.coding.pipeline import decision_for
+    from jtbd.prompts import load_strategy
+
+    try:
+        decision_for(load_strategy(settings.strategy, settings.prompts_dir), settings)
+    except (ValueError, OSError) as err:
+        raise OptionError(f"--decision is {settings.decision!r}: {err}") from None
 
 
 def _check_out(out_dir: str | None) -> None:

@@ -1,4 +1,4 @@
-"""The `jtbd` command line: code, search, list, forget, eval, gold check, model.
+"""The `jtbd` command line: code, search, list, forget, eval, gold check, model, deploy.
 
 Every command lives here, on typer. The evaluation's work (coding a gold set, scoring, reports)
 stays in jtbd.eval; this module is the top layer and the only one that imports both it and
@@ -24,7 +24,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from jtbd.checks import check_code_options
+from jtbd.checks import check_code_options, check_pool_options
 from jtbd.coding.parse import SUPPORTED_SUFFIXES
 from jtbd.eval import cli as eval_commands
 from jtbd.settings import (DEFAULT_STUDY, Settings, load_settings, source_of, study_collection,
@@ -94,6 +94,9 @@ SETTING_OPTIONS: dict[str, tuple[Any, Any]] = {
                             "N"),
     "task_retries": _setting(REQUESTS, "--task-retries", int, "retries of a chunk after a timeout, 429 or 5xx, "
                              "with backoff (default 3)", "N"),
+    "decision": _setting(CODING, "--decision", str, "how ratings become codes: auto (default: the learned "
+                         "decision, when it was fitted on this model), handmade (the [decide] rules of "
+                         "prompts/passes.toml) or a file written by 'jtbd fit'", "auto|handmade|FILE"),
     "strategy": _setting(CODING, "--strategy", str, "extraction strategy from prompts/passes.toml (default rate)",
                          "NAME"),
     "prompts_dir": _setting(CODING, "--prompts-dir", str, "a folder of prompt files (and passes.toml) used "
@@ -242,6 +245,11 @@ Scores = Annotated[Optional[str], _option("--scores", "write the scores JSON her
                                           "run folder)", "FILE")]
 EvalFolder = Annotated[Optional[str], _option("--out", "run folder for the coded gold transcripts "
                                               "(default runs/eval-<date-time>)", "DIR")]
+FitGold = Annotated[str, typer.Option("--gold", metavar="DIR", show_default=False,
+                                      help="transcripts with <id>.gold.json beside them: your own coded interviews")]
+FitOut = Annotated[str, _option("--out", "the learned decision file to write (default learned_decision.json)", "FILE")]
+FitL2 = Annotated[Optional[float], _option("--l2", "how strongly the fit is held back towards no preference "
+                                           "(default 0.003; larger for fewer interviews)", "X")]
 GoldCheckFolder = Annotated[str, typer.Argument(metavar="FOLDER", show_default=False,
                                                 help="a folder of <id>.gold.json files beside their transcripts")]
 ExportFormat = Annotated[Literal["csv", "json", "md", "gold", "qdpx"], _option(
@@ -251,15 +259,25 @@ ExportStatus = Annotated[Literal["reviewed", "all", "suggestions"], _option(
     "--status", "reviewed (default: accepted, changed or added by a person), suggestions (the model's, not reviewed "
     "yet) or all (everything not rejected)")]
 ExportOut = Annotated[str, _option("--out", "the file to write (a folder for --format gold)", "PATH")]
+Pool = Annotated[Optional[str], _option("--pool", "code on the Prefect workers of this work pool (see 'jtbd deploy'; "
+                                        "needs PREFECT_API_URL, --chroma-url and a --data-dir the workers share)",
+                                        "NAME")]
+DeployPool = Annotated[str, typer.Option("--pool", metavar="NAME", show_default=False,
+                                         help="the Prefect work pool (a process pool; made if missing)")]
+CrashAfter = Annotated[int, typer.Option("--crash-after", metavar="SECONDS",
+                                         help="a run that sends no heartbeat for this long is marked Crashed, "
+                                              "and jtbd code --pool submits it again")]
 
 
 @app.command()
 @_with_settings(*ALL_SETTINGS)
-def code(paths: Paths, run_folder: RunFolder = None, debug: Debug = False, *, flags: dict[str, Any]) -> int:
+def code(paths: Paths, run_folder: RunFolder = None, debug: Debug = False, pool: Pool = None, *,
+         flags: dict[str, Any]) -> int:
     """Code transcripts: find jobs, triggers, forces and quotable lines, store them, write a run folder.
 
     Any mix of files and folders: .txt, .md, .docx, .vtt, .srt, .json (transcription segments).
     The run folder holds codes.jsonl, codes.csv, a Markdown report per transcript and study.md.
+    With --pool, Prefect workers code them, one flow run per transcript (docs/scale-out.md).
 
     Example:
     jtbd code interviews/ call-07.vtt --interviewer Maya --interviewer Tom
@@ -267,10 +285,17 @@ def code(paths: Paths, run_folder: RunFolder = None, debug: Debug = False, *, fl
     from jtbd.flows.code_batch import run_batch
 
     settings = settings_from(flags)
+    if pool is not None:
+        check_pool_options(pool, settings)
     check_code_options(run_folder, settings)
     run_dir = run_folder or str(Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
     with batch_progress(debug=debug):
-        summary = run_batch(list(paths), settings, run_dir)
+        if pool is not None:
+            from jtbd.flows.pool import submit_batch
+
+            summary = submit_batch(list(paths), settings, run_dir, pool)
+        else:
+            summary = run_batch(list(paths), settings, run_dir)
     if not summary.transcripts_ok and not summary.transcripts_failed:
         console.print(f"[red]error:[/red] no transcripts found in {escape(' '.join(paths))} "
                       f"(looked for {', '.join(SUPPORTED_SUFFIXES)})", soft_wrap=True)
@@ -279,6 +304,27 @@ def code(paths: Paths, run_folder: RunFolder = None, debug: Debug = False, *, fl
     if summary.transcripts_ok:
         out.print(f"open it in your browser: {serve_command(flags)}", markup=False, soft_wrap=True)
     return 1 if summary.transcripts_failed else 0
+
+
+@app.command()
+def deploy(pool: DeployPool, crash_after: CrashAfter = 120) -> int:
+    """Register the coding flow on a Prefect work pool, for 'jtbd code --pool' and its workers.
+
+    The Prefect server is PREFECT_API_URL's. Makes the process work pool if it is missing, the deployment
+    code_transcript/POOL, and an automation that marks a run Crashed when its worker is lost.
+    Then start workers: prefect worker start --pool POOL (docs/scale-out.md).
+
+    Example:
+    jtbd deploy --pool interviews
+    """
+    from jtbd.flows.pool import deploy as deploy_flow
+
+    done = deploy_flow(pool, crash_after)
+    _said(f"work pool {pool}: {'made (process)' if done.pool_created else 'found'}")
+    _said(f"deployment {done.deployment} registered ({done.deployment_id})")
+    _said(f"automation: {done.automation}")
+    _said(f"start workers with: prefect worker start --pool {pool}")
+    return 0
 
 
 def serve_command(flags: dict[str, Any]) -> str:
@@ -332,6 +378,11 @@ class batch_progress:
                 task = self.bar.tasks[self.chunks]
                 console.print(f"chunk {int(task.completed)}/{int(task.total or 0)} done "
                               f"({task.elapsed or 0:.0f} s)")
+        elif event == "run_resubmitted":  # --pool: a worker was lost; the finished chunks are cached
+            console.print(f"re-submitted: {args[0]} (attempt {kwargs['attempt']}: {kwargs['reason']})",
+                          markup=False, soft_wrap=True)
+        elif event == "note":
+            console.print(f"note: {args[0]}", markup=False, soft_wrap=True)
         elif event == "transcript_done":
             self.bar.advance(self.transcripts)
             if kwargs.get("ok") and self.plain:  # a failure is said once, with its reason, in the summary
@@ -396,10 +447,12 @@ def print_summary(s: dict[str, Any]) -> None:
         ("codes", ", ".join(f"{k} {v}" for k, v in s["codes"].items())),
         ("skipped (not transcripts)", str(len(s.get("skipped", [])))),
         ("rejected quotes and job statements", str(s["rejected_quotes"])),
+        *([("runs re-submitted after a crash", str(len(s["resubmitted"])))] if s.get("resubmitted") else []),
         ("LLM calls", str(s["llm_calls"])),
         ("tokens prompt / completion", f"{s['prompt_tokens']} / {s['completion_tokens']}"),
         ("LLM seconds / wall seconds", f"{s['llm_seconds']} / {s['wall_seconds']}"),
         ("model", s["model"]),
+        ("decision", s.get("decision") or ""),
         ("prompt / schema version", f"{s['prompt_version']} / {s['schema_version']}"),
         ("run folder", s["out_dir"]),
         ("study report", str(Path(s["out_dir"]) / "study.md")),
@@ -544,6 +597,7 @@ def forget(ids: TranscriptIds, *, flags: dict[str, Any]) -> int:
     # Everything the data folder holds of these transcripts, with or without a store yet.
     from jtbd.coding.store import scrub_log
     from jtbd.flows.code_batch import forget_results
+    from jtbd.flows.pool import forget_inputs
 
     settings = settings_from(flags)
     known: dict[str, Any] = {}
@@ -558,6 +612,7 @@ def forget(ids: TranscriptIds, *, flags: dict[str, Any]) -> int:
         if not settings.chroma_url:  # a server's own log is the server's to compact
             scrub_log(settings.chroma_path, doomed)
     gone = forget_results(settings.results_path, set(ids))
+    copies = forget_inputs(settings.data_dir, set(ids))  # files copied for --pool workers
     for tid in ids:
         if removed.get(tid):
             _said(f"{tid}: {_plural(removed[tid], 'code')} removed from the store")
@@ -569,12 +624,17 @@ def forget(ids: TranscriptIds, *, flags: dict[str, Any]) -> int:
             _said(f"{tid}: also in study {other}, kept there (jtbd forget {tid} --study {other})")
         if gone.cached.get(tid):
             _said(f"{tid}: {_plural(len(gone.cached[tid]), 'cached chunk result')} removed from {settings.results_path}")
+        if gone.reports.get(tid):
+            _said(f"{tid}: {_plural(len(gone.reports[tid]), 'unread pool run result')} removed from "
+                  f"{settings.results_path}")
+        if copies.get(tid):
+            _said(f"{tid}: {_plural(len(copies[tid]), 'file')} copied for pool workers removed")
     if gone.failures:
         _said(f"{_plural(len(gone.failures), 'failure record')} of an earlier version removed from "
               f"{settings.results_path} (they could hold any transcript's words)")
     console.print("run folders (codes.jsonl, reports, normalised text) are yours to delete", markup=False)
-    missing = [tid for tid in ids if not removed.get(tid) and not gone.cached.get(tid)
-               and not any(reviewed.get(tid, {}).values())]
+    missing = [tid for tid in ids if not removed.get(tid) and not gone.cached.get(tid) and not gone.reports.get(tid)
+               and not copies.get(tid) and not any(reviewed.get(tid, {}).values())]
     if missing:
         shown = ", ".join(known) or "none"
         console.print(f"[red]error:[/red] nothing stored or cached for: {escape(', '.join(missing))} "
@@ -648,6 +708,25 @@ def eval_gold_set(gold: GoldFolder = None, split: Split = "all", baseline: Basel
     options = eval_commands.EvalOptions(gold=gold, split=split, out=run_folder, report=report, scores=scores,
                                         baseline=baseline, update_baseline=update_baseline)
     return eval_commands.cmd_eval(options, settings_from(flags), batch_progress(debug=debug), print_summary)
+
+
+@app.command()
+@_with_settings(*ALL_SETTINGS)
+def fit(gold: FitGold, out_path: FitOut = "learned_decision.json", l2: FitL2 = None, debug: Debug = False, *,
+        flags: dict[str, Any]) -> int:
+    """Fit how ratings become codes to your own coded interviews, and say how well it codes each held out.
+
+    Codes the gold folder with the normal flow (free when it is already coded with the same settings).
+    Fits the learned decision on it and prints its scores with each transcript held out in turn,
+    beside the hand-made rules and the no-skill baseline. Writes it for 'jtbd code --decision FILE'.
+
+    Example:
+    jtbd fit --gold my-gold/ --out my-study-decision.json
+    """
+    if l2 is not None and not l2 > 0:
+        raise typer.BadParameter(f"it must be above 0, not {l2}", param_hint="'--l2'")
+    return eval_commands.cmd_fit(Path(gold), Path(out_path), settings_from(flags), batch_progress(debug=debug),
+                                 print_summary, l2)
 
 
 @gold_app.command("check")

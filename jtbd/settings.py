@@ -96,6 +96,9 @@ class Settings(BaseSettings):
     study: str = DEFAULT_STUDY  # a named study: its own Chroma collection and review records
     db_url: str = ""  # the review database, any SQLAlchemy URL; empty: SQLite at <data_dir>/reviews.sqlite3
     reviewer: str = ""  # who records review decisions; empty: the OS user
+    # How ratings become codes (coding/learned.py): auto = the learned decision the strategy ships when it was
+    # fitted on this model's ratings, else the [decide] rules; handmade = the [decide] rules; or a file `jtbd fit` wrote.
+    decision: str = "auto"
 
     # How each value was given, so a bad one is named as the user wrote it (source_of). Not a setting.
     _sources: dict[str, str] = PrivateAttr(default_factory=dict)

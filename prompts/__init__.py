@@ -54,6 +54,7 @@ class Strategy:
     version: str  # hash of the strategy's entry and every prompt file it uses
     passes_version: str = ""  # the same without the [decide] table: what the model is asked
     decide: dict = field(default_factory=dict)  # how rated sentences become codes (coding/decide.py)
+    learned: str = ""  # the text of the [decide] table's `learned` file, a fitted decision (coding/learned.py)
 
 
 def _read(name: str, folder: str = "") -> str:
@@ -141,5 +142,9 @@ def load_strategy(name: str = "rate", folder: str = "") -> Strategy:
             prompt = replace(prompt, window=_window(name, step))
         passes.append(prompt)
     decide = dict(entry.get("decide", {}))
-    whole = hashlib.sha256(asked.hexdigest().encode() + repr(sorted(decide.items())).encode())
-    return Strategy(name, tuple(passes), whole.hexdigest()[:12], asked.hexdigest()[:12], decide)
+    learned_file = decide.pop("learned", "")
+    if not isinstance(learned_file, str):
+        raise ValueError(f"prompts/passes.toml: [strategies.{name}.decide] learned must be a file name, not {learned_file!r}")
+    learned = _read(learned_file, folder) if learned_file else ""
+    whole = hashlib.sha256(asked.hexdigest().encode() + repr(sorted(decide.items())).encode() + learned.encode())
+    return Strategy(name, tuple(passes), whole.hexdigest()[:12], asked.hexdigest()[:12], decide, learned)

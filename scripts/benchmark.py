@@ -19,20 +19,28 @@ in a temporary data folder, so your own store and cache are never touched:
           ratio is the product's model time over (tokens evaluated / prompt speed + tokens
           generated / generation speed).
 
+  pool    the same batch in process and on a Prefect work pool of two process workers, against the
+          same llama.cpp, Chroma and PostgreSQL servers (all started here, on loopback): wall time,
+          the model server's busy time, run pick-up latency, and the orchestration overhead as a share
+          of model time (needs llama-cpp-python[server] and Debian's postgresql).
+
   workbench  the three targets of `jtbd serve` (issue 28): the interview page of a 10,000-word
           interview with 300 codes (median of 20 renders through the ASGI app, SQLite review store);
           facet search with 100,000 codes in the store, each filter timed as CodeStore.search answered
-          before (one Chroma query with a metadata `where`) and as it answers now, p50 and p95; and a
-          review decision's round trip (POST /review: JSON, htmx and form answers). The store holds
-          real MiniLM vectors of generated interview-like sentences, embedded once (about 15 to 25
-          minutes on two cores; a re-run resumes) and kept with the store in ~/.cache/jtbd-coder/
-          bench-store (--cache), outside git; later runs take a few minutes.
+          first (one Chroma query with a metadata `where`), with the code ids' facets, and with a
+          FacetIndex (warm and cold), p50 and p95; the search page itself (HTML and .json) through the
+          ASGI app over a review store of the same 100,000 codes; and a review decision's round trip
+          (POST /review: JSON, htmx and form answers). The store holds real MiniLM vectors of
+          generated interview-like sentences, embedded once (about 15 to 25 minutes on two cores; a
+          re-run resumes) and kept with the store and the review store (built once, about 20 s) in
+          ~/.cache/jtbd-coder/bench-store (--cache), outside git; later runs take a few minutes.
 
     python scripts/benchmark.py                     # both parts, examples/espresso_machine.txt
     python scripts/benchmark.py search              # search only (about 20 seconds)
     python scripts/benchmark.py code --transcripts examples/ --out bench.json
     python scripts/benchmark.py limit --out limit.json    # raw limit vs product (a few minutes)
     python scripts/benchmark.py workbench --out workbench.json   # page, facet search, review
+    python scripts/benchmark.py pool --transcripts examples/ --out pool.json   # in process vs a work pool
 
 Peak memory is the process's maximum resident set so far: search runs first, so its figure
 is the embedder and Chroma's; the code part's includes the model.
@@ -559,6 +567,72 @@ def bench_store(vectors: Any, path: Path, said: Any = print) -> Any:
     return collection
 
 
+def generated_interview(interview: int) -> tuple[Any, list[dict[str, Any]]]:
+    """The interview of generated codes interview*300 .. interview*300+299 as the review store keeps it:
+    one customer turn a code, each code's quote at offset 200 * its number in the interview (so its id
+    is generated_record's, the id Chroma holds it under), and the codes as `jtbd code` suggests them."""
+    from jtbd.schemas.transcript import Role, Transcript, Turn
+
+    first = interview * CODES_PER_INTERVIEW
+    name, speaker = generated_meta(first)["transcript"], generated_meta(first)["speaker"]
+    quotes = [generated_sentence(i) for i in range(first, first + CODES_PER_INTERVIEW)]
+    text = "".join(q.ljust(199) + "\n" for q in quotes)
+    turns = [Turn(index=j, speaker=speaker, role=Role.interviewee, text=q, start=float(j * 12),
+                  char_start=j * 200, char_end=j * 200 + len(q)) for j, q in enumerate(quotes)]
+    transcript = Transcript(id=name, source=name + ".txt", format="txt", text=text, turns=turns, interviewers=[])
+    codes = []
+    for j, quote in enumerate(quotes):
+        meta = generated_record(first + j)[2]
+        grounding = {"transcript": name, "source": name + ".txt", "speaker": speaker, "turn_index": j,
+                     "char_start": j * 200, "char_end": j * 200 + len(quote), "start_seconds": float(j * 12),
+                     "alignment": "exact", "alignment_score": 100.0}
+        code = {"kind": meta["kind"], "quote": quote, "grounding": grounding, "score": round(1 + j % 7 / 3, 2),
+                "provenance": {"prompt_version": "benchmark", "schema_version": "benchmark", "model": "none"}}
+        if meta["kind"] == "force":
+            code["force"] = meta["force"]
+        elif meta["kind"] == "job":
+            code.update(situation="the weekly report breaks", motivation="keep one list that works",
+                        outcome="stop fixing it on Mondays", dimension="functional")
+        codes.append(code)
+    return transcript, codes
+
+
+def bench_reviews(n_codes: int, cache: Path, said: Any = print) -> Path:
+    """A review store in `cache` holding the interviews of the first `n_codes` generated codes (the same
+    ids as bench_store's Chroma store), with three decisions an interview (accept, reject, relabel), built
+    once: the data folder `jtbd serve` reads for the search page at that size."""
+    from jtbd.coding.reviews import ReviewStore
+    from jtbd.settings import Settings
+
+    folder = cache / ("reviews" if n_codes == STORE_CODES else f"reviews-{n_codes}")
+    done = folder / "complete"
+    if done.exists():
+        return folder
+    settings = Settings(data_dir=str(folder), study="default")
+    t0 = time.perf_counter()
+    with ReviewStore.open(settings.review_db_url) as reviews:
+        have = set(reviews.transcript_ids("default"))
+        for interview in range(-(-n_codes // CODES_PER_INTERVIEW)):
+            transcript, codes = generated_interview(interview)
+            if transcript.id in have:
+                continue
+            codes = codes[:n_codes - interview * CODES_PER_INTERVIEW]  # as many as the Chroma store holds
+            reviews.save_coded("default", transcript, transcript.source, codes)
+            ids = [generated_record(interview * CODES_PER_INTERVIEW + j)[0] for j in range(3)]
+            reviews.decide("default", transcript.id, ids[0], "accept", "bench")
+            reviews.decide("default", transcript.id, ids[1], "reject", "bench")
+            relabelled = {**codes[2], "kind": "force", "force": "habit" if codes[2].get("force") != "habit" else "pull"}
+            for key in ("situation", "motivation", "outcome", "dimension"):
+                relabelled.pop(key, None)
+            reviews.decide("default", transcript.id, ids[2], "relabel", "bench", code=relabelled)
+            if interview % 20 == 19:
+                said(f"review store: {interview + 1} interviews ({time.perf_counter() - t0:.0f} s)")
+    (folder / "chroma").unlink(missing_ok=True)
+    (folder / "chroma").symlink_to(cache / ("chroma" if n_codes == STORE_CODES else f"chroma-{n_codes}"))
+    done.write_text("built\n")
+    return folder
+
+
 def long_interview(folder: Path, words: int = 10_000, codes: int = 300) -> tuple[Any, list[dict[str, Any]]]:
     """A timestamped interview of about `words` words (an interviewer's question, then three to five
     generated sentences from the customer, in turn) and `codes` codes on the customer's sentences
@@ -673,43 +747,143 @@ SEARCH_FILTERS = {  # facet filters over generated_meta's values, from common to
 }
 
 
+def generated_index(n_codes: int) -> Any:
+    """The FacetIndex of the first `n_codes` generated codes: each one's transcript, kind, force and
+    speaker, as the workbench keeps them (read from the review store; here from generated_meta, the
+    same values the Chroma store's metadata holds)."""
+    from jtbd.coding.store import FacetIndex
+
+    index = FacetIndex()
+    for start in range(0, n_codes, CODES_PER_INTERVIEW):
+        records = [generated_record(i) for i in range(start, min(n_codes, start + CODES_PER_INTERVIEW))]
+        index.replace(records[0][2]["transcript"], {code_id: {key: meta[key] for key in ("transcript", "kind", "force",
+                                                                                          "speaker")}
+                                                    for code_id, _, meta in records})
+    return index
+
+
 def bench_facet_search(collection: Any, repeats: int = 3, k: int = 10, queries: tuple[str, ...] = QUERIES
                        ) -> dict[str, Any]:
-    """Each filter's search, timed the way CodeStore.search answered before (one Chroma query with a
-    metadata `where`) and as it answers now, in turn for each query so both see the same load; both
-    include embedding the query, timed alone too. `same_results`: queries whose ids agree."""
+    """Each filter's search, timed four ways in turn for each query, so all see the same load: as
+    CodeStore.search answered first (one Chroma query with a metadata `where`), with the code ids'
+    facets (the design before the facet index), and with a FacetIndex of every code and their vectors
+    read (now: `jtbd serve` reads them when it starts); "cold": the index's vectors dropped before each
+    search (no warm-up: a filter compared exactly reads its codes' vectors from Chroma). All include
+    embedding the query, timed alone too. `same_results`: queries whose ids agree with the `where`
+    query's (the vector index is approximate; comparing is exact)."""
     from jtbd.coding.embed import make_embedder
     from jtbd.coding.store import CodeStore, where_clause
 
     store = CodeStore(collection, make_embedder("local"))
+    t0 = time.perf_counter()
+    index = generated_index(collection.count())
+    built = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    index.load_vectors(collection)
+    loaded = time.perf_counter() - t0
+    unwarmed = generated_index(collection.count())
     store.search(queries[0], k=k)  # warm-up: the model and the index
     embed_times = []
-    for query in queries:
-        t0 = time.perf_counter()
-        store.embedder.embed([query])
-        embed_times.append(time.perf_counter() - t0)
+    for _ in range(repeats):
+        for query in queries:
+            t0 = time.perf_counter()
+            store.embedder.embed([query])
+            embed_times.append(time.perf_counter() - t0)
     out: dict[str, Any] = {}
     for name, where in SEARCH_FILTERS.items():
-        before, after, same, as_near, hits = [], [], 0, 0, 0
+        times: dict[str, list[float]] = {"where": [], "ids": [], "now": [], "cold": []}
+        same, as_near, hits = 0, 0, 0
         store.search(queries[-1], k=k, **where)
+        store.search(queries[-1], k=k, index=index, **where)
         for _ in range(repeats):
             for query in queries:
                 t0 = time.perf_counter()
                 old = store._query(store.embedder.embed([query]), k, where_clause(**where))
-                before.append(time.perf_counter() - t0)
+                times["where"].append(time.perf_counter() - t0)
                 t0 = time.perf_counter()
-                new = store.search(query, k=k, **where)
-                after.append(time.perf_counter() - t0)
+                store.search(query, k=k, **where)
+                times["ids"].append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                new = store.search(query, k=k, index=index, **where)
+                times["now"].append(time.perf_counter() - t0)
+                unwarmed.drop_vectors()
+                t0 = time.perf_counter()
+                cold = store.search(query, k=k, index=unwarmed, **where)
+                times["cold"].append(time.perf_counter() - t0)
                 same += [h.id for h in old] == [h.id for h in new]
                 # where they differ, which is nearer: the sum of the k distances, now against before
-                as_near += sum(h.distance for h in new) <= sum(h.distance for h in old) + 1e-6
+                as_near += sum(h.distance for h in new) <= sum(h.distance for h in old) + 1e-4  # float32 rounding
                 hits += len(new)
-                if any(h.meta.get(key) != value for h in new for key, value in where.items()):
+                if any(h.meta.get(key) != value for h in new + cold for key, value in where.items()):
                     raise RuntimeError(f"search {name}: a hit outside the filter")
-        out[name] = {"before": latency_summary(before), "after": latency_summary(after),
-                     "same_results": same, "as_near_or_nearer": as_near, "queries": len(after), "hits_per_query": round(hits / len(after), 1)}
+        out[name] = {**{way: latency_summary(seconds) for way, seconds in times.items()},
+                     "same_results": same, "as_near_or_nearer": as_near, "queries": len(times["now"]),
+                     "hits_per_query": round(hits / len(times["now"]), 1)}
     return {"codes_stored": collection.count(), "k": k, "embed_query": latency_summary(embed_times),
+            "index_built_seconds": round(built, 2), "vectors_read_seconds": round(loaded, 2), "filters": out}
+
+
+PAGE_FILTERS = {**SEARCH_FILTERS, "status=accepted (0.3%)": {"status": "accepted"}}  # status: the review store's
+
+
+def bench_search_page(data_dir: Path, repeats: int = 3, queries: tuple[str, ...] = QUERIES) -> dict[str, Any]:
+    """The search page, HTML and its .json twin, through the ASGI app over the data folder `data_dir`
+    (bench_reviews' review store beside bench_store's Chroma store): the server's warm-up (reading the
+    study and every code's vector), then each filter's queries in turn, as the page answers them
+    ("now"), and as a second app answers them that read the study but no vector, its facet index's
+    vectors dropped again before each request ("cold": a filter compared exactly reads its codes'
+    vectors from Chroma every time). Every result is checked against its filter."""
+    import asyncio
+    from urllib.parse import urlencode
+
+    from jtbd.settings import Settings
+    from jtbd.web.app import create_app
+
+    settings = Settings(data_dir=str(data_dir), reviewer="bench", study="default")
+    app, unwarmed = create_app(settings), create_app(settings)
+    t0 = time.perf_counter()
+    app.state.bench.warm("default")  # as `jtbd serve` does when it starts
+    warm = time.perf_counter() - t0
+    asyncio.run(_timed_pages(unwarmed, [("/search.json?q=warm", False)], None))  # reads the study, no vector
+    catalogue = app.state.bench.catalogue("default")
+    out: dict[str, Any] = {}
+    for name, where in PAGE_FILTERS.items():
+        params = {("interview" if key == "transcript" else key): value for key, value in where.items()}
+        urls = [(path + "?" + urlencode({"q": query, **params}), cold) for _ in range(repeats) for query in queries
+                for cold in (False, True) for path in ("/search", "/search.json")]
+        timed = asyncio.run(_timed_pages(app, [(urls[0][0], False)] + urls, unwarmed))[1:]
+        rows: dict[str, list[float]] = {"html": [], "json": [], "html cold": [], "json cold": []}
+        results = []
+        for (url, cold), (seconds, response) in zip(urls, timed):
+            rows[("json" if ".json" in url else "html") + (" cold" if cold else "")].append(seconds)
+            if ".json" in url:
+                found = response.json()["results"]
+                results.append(len(found))
+                if any(r[key] != value for r in found for key, value in where.items()):
+                    raise RuntimeError(f"search page {name}: a result outside the filter")
+        out[name] = {**{way: latency_summary(seconds) for way, seconds in rows.items()},
+                     "results_per_query": round(sum(results) / len(results), 1)}
+    return {"warm_up_seconds": round(warm, 2), "codes": len(catalogue.index), "peak_rss_mib": round(peak_rss_mb()),
             "filters": out}
+
+
+async def _timed_pages(app: Any, urls: list[tuple[str, bool]], unwarmed: Any) -> list[tuple[float, Any]]:
+    """GET each url in turn through the ASGI app; a cold one through `unwarmed`, its vectors dropped first."""
+    import httpx
+
+    out = []
+    base = "http://127.0.0.1:8765"
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=base) as client, \
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=unwarmed or app), base_url=base) as cold_client:
+        for url, cold in urls:
+            if cold:
+                unwarmed.state.bench.catalogue("default").index.drop_vectors()
+            t0 = time.perf_counter()
+            response = await (cold_client if cold else client).get(url)
+            out.append((time.perf_counter() - t0, response))
+            if response.status_code != 200:
+                raise RuntimeError(f"GET {url}: {response.status_code} {response.text[:300]}")
+    return out
 
 
 def bench_workbench(n_codes: int = STORE_CODES, cache: Path = BENCH_CACHE, words: int = 10_000, codes: int = 300,
@@ -723,7 +897,8 @@ def bench_workbench(n_codes: int = STORE_CODES, cache: Path = BENCH_CACHE, words
     vectors = bench_vectors(n_codes, cache, said=said)
     folder = cache / ("chroma" if n_codes == STORE_CODES else f"chroma-{n_codes}")
     search = bench_facet_search(bench_store(vectors, folder, said=said), search_repeats, queries=queries)
-    return {**pages, "search": search, "store": str(folder)}
+    page = bench_search_page(bench_reviews(n_codes, cache, said=said), search_repeats, queries=queries)
+    return {**pages, "search": search, "search_page": page, "store": str(folder)}
 
 
 def workbench_table(result: dict[str, Any]) -> str:
@@ -735,21 +910,144 @@ def workbench_table(result: dict[str, Any]) -> str:
                      "(target: 100 ms)")
     search = result["search"]
     lines.append(f"search, top {search['k']} of {search['codes_stored']} codes (embedding the query alone: median "
-                 f"{search['embed_query']['median_ms']} ms); target p95 50 ms")
-    lines.append(f"  {'filter':<36}{'where p50':>10}{'where p95':>10}{'now p50':>10}{'now p95':>10}  same")
+                 f"{search['embed_query']['median_ms']} ms, p95 {search['embed_query']['p95_ms']} ms); target p95 50 ms")
+    lines.append(f"  (facet index of every code built in {search['index_built_seconds']} s, their vectors read in "
+                 f"{search['vectors_read_seconds']} s); p50 / p95 ms:")
+    lines.append(f"  {'filter':<36}{'where':>14}{'code ids':>14}{'index, now':>14}{'index, cold':>14}  same")
     for name, row in search["filters"].items():
-        lines.append(f"  {name:<36}{row['before']['median_ms']:>10}{row['before']['p95_ms']:>10}"
-                     f"{row['after']['median_ms']:>10}{row['after']['p95_ms']:>10}  {row['same_results']}/{row['queries']}"
-                     f" ({row['as_near_or_nearer']} as near or nearer)")
+        cells = "".join(f"{row[way]['median_ms']:>7} /{row[way]['p95_ms']:>5}" for way in ("where", "ids", "now", "cold"))
+        lines.append(f"  {name:<36}{cells}  {row['same_results']}/{row['queries']} ({row['as_near_or_nearer']} as near or nearer)")
+    page = result["search_page"]
+    lines.append(f"search page through the app, {page['codes']} codes (server warm-up, reading the study and its "
+                 f"vectors: {page['warm_up_seconds']} s; peak memory of the whole run {page['peak_rss_mib']} MiB, two "
+                 "apps); p50 / p95 ms:")
+    lines.append(f"  {'filter':<36}{'html':>14}{'json':>14}{'html cold':>14}{'json cold':>14}  results")
+    for name, row in page["filters"].items():
+        cells = "".join(f"{row[way]['median_ms']:>7} /{row[way]['p95_ms']:>5}" for way in ("html", "json", "html cold",
+                                                                                          "json cold"))
+        lines.append(f"  {name:<36}{cells}  {row['results_per_query']}")
+    return "\n".join(lines)
+
+
+def _busy_seconds(requests: list[tuple[float, float]]) -> float:
+    """Seconds in which at least one of these (start, end) intervals was open: the model server's busy time."""
+    busy, until = 0.0, float("-inf")
+    for start, end in sorted(requests):
+        if end > until:
+            busy += end - max(start, until)
+            until = end
+    return busy
+
+
+def bench_pool(paths: list[str], root: Path, workers: int = 2, threads: int = 0) -> dict[str, Any]:
+    """The same batch coded twice against the same servers on this machine (llama.cpp's server
+    with the default model, Chroma's server, PostgreSQL): in process (`jtbd code`), then on a
+    process work pool (`jtbd code --pool`, `workers` Prefect workers polling every 2 s, one run
+    each at a time), each with its own data folder (no shared cache) and study, after one
+    untimed request that pages the model in. The model server's busy time comes from a timing
+    proxy in front of it. A run's time outside the model is its wall time less that busy time;
+    the orchestration overhead is the pool run's time outside the model less the local run's, as
+    a share of the local run's model time (the model's own speed drifts between the two runs on a
+    shared machine; the time outside it is what the pool adds)."""
+    import subprocess
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from scale_out_services import BIN, MODEL_ALIAS, Services
+
+    services = Services(root)
+    try:
+        t0 = time.perf_counter()
+        services.prefect_server()
+        chroma, database = services.chroma_server(), services.postgres()
+        threads = threads or os.cpu_count() or 2
+        proxy = services.model_server(threads=threads)
+        started = {"model_threads": threads, "servers_seconds": round(time.perf_counter() - t0, 1)}
+        _warm_up(proxy.url, MODEL_ALIAS)
+        flags = ["--backend", "openai", "--base-url", proxy.url, "--model", MODEL_ALIAS, "--llm-mode",
+                 "json_object_schema", "--extra-body", '{"repeat_penalty": 1.0}', "--chroma-url", chroma,
+                 "--db", database]
+        env = {**os.environ, **services.env}
+
+        def code(name: str, *extra: str) -> dict[str, Any]:
+            load_before = os.getloadavg()[0]
+            before = len(proxy.timings)
+            t0 = time.perf_counter()
+            done = subprocess.run([str(BIN / "jtbd"), "code", *paths, "--data-dir", str(root / name), "--study", name,
+                                   "--out", str(root / f"{name}-run"), *flags, *extra], env=env, capture_output=True,
+                                  text=True, timeout=6 * 3600)
+            wall = time.perf_counter() - t0
+            if done.returncode != 0:
+                raise RuntimeError(f"jtbd code ({name}) failed: {done.stderr[-2000:]}")
+            summary = json.loads((root / f"{name}-run" / "summary.json").read_text())
+            calls = proxy.timings[before:]
+            busy = _busy_seconds(calls)
+            return {"wall_seconds": round(wall, 1), "model_busy_seconds": round(busy, 1),
+                    "outside_model_seconds": round(wall - busy, 1),
+                    "model_calls": len(calls), "llm_calls_counted": summary["llm_calls"],
+                    "codes": summary["codes"], "load_average_before": round(load_before, 2),
+                    "load_average_after": round(os.getloadavg()[0], 2)}
+
+        local = code("local")
+        deployed = subprocess.run([str(BIN / "jtbd"), "deploy", "--pool", "bench"], env=env, capture_output=True,
+                                  text=True, timeout=600)
+        if deployed.returncode != 0:
+            raise RuntimeError(f"jtbd deploy failed: {deployed.stderr[-2000:]}")
+        for i in range(workers):
+            services.worker("bench", f"bench-{i + 1}")
+        pooled = code("pool", "--pool", "bench")
+        pooled["pickup_seconds"] = _pickup_seconds(services.env["PREFECT_API_URL"])
+    finally:
+        services.close()
+    overhead = pooled["outside_model_seconds"] - local["outside_model_seconds"]
+    return {**started, "transcripts": paths, "workers": workers, "local": local, "pool": pooled,
+            "overhead_seconds": round(overhead, 1),
+            "overhead_share_of_model_time": round(overhead / max(local["model_busy_seconds"], 1e-9), 3)}
+
+
+def _warm_up(base_url: str, model: str) -> None:
+    """One small chat request, so neither run pays for paging the model's weights in."""
+    import httpx
+
+    httpx.post(base_url + "/chat/completions", timeout=600, json={
+        "model": model, "max_tokens": 1, "messages": [{"role": "user", "content": "Say yes."}]}).raise_for_status()
+
+
+def _pickup_seconds(api: str) -> dict[str, float]:
+    """Per pool run: from its creation to its start on a worker (polling, process start)."""
+    import httpx
+    from datetime import datetime
+
+    runs = httpx.post(f"{api}/flow_runs/filter", json={"limit": 200}, timeout=30).json()
+    waits = sorted((datetime.fromisoformat(r["start_time"]) - datetime.fromisoformat(r["created"])).total_seconds()
+                   for r in runs if r["parameters"].get("transcript_id") and r.get("start_time"))
+    return {"runs": len(waits), "median": round(statistics.median(waits), 1) if waits else 0.0,
+            "max": round(max(waits), 1) if waits else 0.0}
+
+
+def pool_table(result: dict[str, Any]) -> str:
+    local, pool = result["local"], result["pool"]
+    rows = [("", "in process", f"pool ({result['workers']} workers)"),
+            ("wall seconds", local["wall_seconds"], pool["wall_seconds"]),
+            ("model server busy seconds", local["model_busy_seconds"], pool["model_busy_seconds"]),
+            ("seconds outside the model", local["outside_model_seconds"], pool["outside_model_seconds"]),
+            ("model calls", local["model_calls"], pool["model_calls"]),
+            ("load average before / after", f"{local['load_average_before']} / {local['load_average_after']}",
+             f"{pool['load_average_before']} / {pool['load_average_after']}")]
+    lines = [" | ".join(str(c) for c in row) for row in rows]
+    lines.append(f"orchestration overhead (time outside the model, pool less in process): {result['overhead_seconds']} s, "
+                 f"{result['overhead_share_of_model_time']:.1%} of the local run's model time; "
+                 f"run pick-up median {pool['pickup_seconds']['median']} s, max {pool['pickup_seconds']['max']} s")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("part", nargs="?", choices=("all", "search", "code", "limit", "workbench"), default="all")
+    parser.add_argument("part", nargs="?", choices=("all", "search", "code", "limit", "workbench", "pool"), default="all")
     parser.add_argument("--transcripts", nargs="+", default=[str(DEFAULT_TRANSCRIPT)],
                         help="files or folders to code (default: examples/espresso_machine.txt)")
     parser.add_argument("--out", help="also write the results as JSON here")
+    parser.add_argument("--model-threads", type=int, default=0,
+                        help="pool: llama.cpp server threads (default: every core)")
     parser.add_argument("--codes", type=int, default=STORE_CODES, help="workbench: codes in the search store")
     parser.add_argument("--cache", default=str(BENCH_CACHE),
                         help="workbench: where the generated store is built once and kept (outside git)")
@@ -763,6 +1061,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.part in ("all", "code"):
             results["code"] = bench_code(args.transcripts, Path(tmp) / "code")
             print(json.dumps({"code": results["code"]}, indent=2), flush=True)
+        if args.part == "pool":
+            results["pool"] = bench_pool(args.transcripts, Path(tmp) / "pool", threads=args.model_threads)
+            print(pool_table(results["pool"]), flush=True)
         if args.part == "limit":
             results["limit"] = bench_limit(args.transcripts, Path(tmp) / "limit")
             results["limit"]["code"]["paths"] = args.transcripts

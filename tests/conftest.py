@@ -156,3 +156,17 @@ def server_settings(data_dir: Path, **overrides):
                     llm_mode="json_object_schema", extra_body='{"repeat_penalty": 1.0}',
                     concurrency=1, timeout=900.0, data_dir=str(data_dir), task_retries=0)
     return with_changes(base, **overrides)
+
+
+def stricter(strategy, shift: float = 1.5):
+    """The strategy with a stricter learned decision: every code's intercept lowered by `shift`.
+    Each sentence's odds of being coded shrink by the same factor, so the order of the sentences
+    and their labels stay and only the least likely codes drop out; no request changes."""
+    import dataclasses
+    import json
+
+    from jtbd.coding.decide import CODES
+
+    data = json.loads(strategy.learned)
+    data["intercept"] = [b - shift if c in CODES else b for b, c in zip(data["intercept"], data["classes"])]
+    return dataclasses.replace(strategy, learned=json.dumps(data), version="stricter")

@@ -75,11 +75,19 @@ def test_workbench_part_on_a_tiny_store(tmp_path):
     assert search["codes_stored"] == 120 and set(search["filters"]) == set(benchmark.SEARCH_FILTERS)
     for row in search["filters"].values():
         assert row["queries"] == 3 and row["same_results"] == row["queries"]
-        assert 0 < row["after"]["median_ms"] <= row["after"]["p95_ms"]
+        assert all(0 < row[way]["median_ms"] <= row[way]["p95_ms"] for way in ("where", "ids", "now", "cold"))
     assert search["filters"]["no filter"]["hits_per_query"] == 10.0
     assert (tmp_path / "cache" / "chroma-120").is_dir()
+    page = result["search_page"]  # the page over a review store of the same 120 codes
+    assert page["codes"] == 120 and set(page["filters"]) == set(benchmark.PAGE_FILTERS)
+    for row in page["filters"].values():
+        assert all(0 < row[way]["median_ms"] <= row[way]["p95_ms"] for way in row if way != "results_per_query")
+    assert page["filters"]["no filter"]["results_per_query"] == 20.0  # the page's k
+    assert page["filters"]["status=accepted (0.3%)"]["results_per_query"] == 1.0  # the one code accepted there
+    assert (tmp_path / "cache" / "reviews-120" / "complete").exists()
     never = lambda line: pytest.fail(f"rebuilt: {line}")  # noqa: E731
     vectors = benchmark.bench_vectors(120, tmp_path / "cache", said=never)  # kept, not embedded again
     assert benchmark.bench_store(vectors, tmp_path / "cache" / "chroma-120", said=never).count() == 120
     table = benchmark.workbench_table(result)
     assert "interview page" in table and "transcript (0.3%)" in table and "review round trip, htmx" in table
+    assert "search page through the app" in table and "status=accepted (0.3%)" in table

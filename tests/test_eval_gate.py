@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -213,3 +214,66 @@ def test_a_worse_prediction_fails_the_gate(evaluations):
         worse[tid] = coded.model_copy(update={"codes": keep})
     drops = compare_to_baseline(scores_to_dict(score_gold(ev.gold, worse)), ev.scores_dict())
     assert any("force" in line for line in drops), drops
+
+
+def test_jtbd_fit_learns_from_a_coded_gold_folder_and_jtbd_code_decides_with_it(evaluations, my_vcr, gate_tmp, capsys):
+    """`jtbd fit` on three of the coded held-out interviews (the cache makes it free: no request is
+    sent): it prints each transcript's held-out score beside the rules and the no-skill baseline,
+    writes a decision tied to the served model's name, and `jtbd code --decision FILE` codes with it
+    what the fit's own decision gives on the same ratings; a decision for another model is refused."""
+    import shutil
+
+    from jtbd.cli import main
+    from jtbd.coding.learned import LearnedDecision
+
+    full = evaluations["test"]
+    folder = gate_tmp / "fit-gold"
+    folder.mkdir()
+    for g in full.gold[:3]:
+        shutil.copy(g.transcript_path, folder)
+        shutil.copy(g.gold_path, folder)
+    settings = server_settings(gate_tmp / "data")
+    flags = ["--backend", "openai", "--base-url", settings.base_url, "--model", settings.model,
+             "--llm-mode", settings.llm_mode, "--extra-body", settings.extra_body, "--concurrency", "1",
+             "--data-dir", settings.data_dir]
+    out = gate_tmp / "fitted" / "decision.json"
+    capsys.readouterr()
+    with my_vcr.use_cassette("eval/test.yaml.gz", allow_playback_repeats=True) as cassette:
+        assert main(["fit", "--gold", str(folder), "--out", str(out), *flags]) == 0
+        assert cassette.play_count == 0  # every chunk came from the cache
+    said = " ".join(capsys.readouterr().out.split())
+    for g in full.gold[:3]:
+        assert f"{g.id}: strict force F1" in said
+    assert re.search(r"held out: strict force F1 [0-9.]+ \(hand-made rules [0-9.]+, no-skill [0-9.]+\), kappa", said)
+    decision = LearnedDecision.load(out)
+    assert decision.model == settings.model and sorted(decision.fitted_on) == sorted(g.id for g in full.gold[:3])
+    assert decision.sentences > 100 and set(decision.held_out) >= {"force_f1_strict", "kappa"}
+
+    # The flow itself (the command would first ask the recorded server for its models).
+    from jtbd.flows.code_batch import run_batch
+    from jtbd.settings import with_changes
+
+    one = full.gold[0]
+    run = gate_tmp / "fit-code-run"
+    with my_vcr.use_cassette("eval/test.yaml.gz", allow_playback_repeats=True):
+        path = str(one.transcript_path)
+        summary = run_batch([path], with_changes(settings, decision=str(out), study="fitcheck"), str(run),
+                            roles={path: (list(one.interviewers), list(one.interviewees))}, ids={path: one.transcript.id})
+    assert summary.transcripts_ok and summary.llm_calls == 0 and summary.decision.startswith(f"learned ({out}")
+    coded = [json.loads(line) for line in (run / "codes.jsonl").read_text().splitlines()]
+    rated = [c for c in coded if c["kind"] in ("force", "trigger")]
+    from jtbd.eval.runner import code_gold
+
+    with my_vcr.use_cassette("eval/test.yaml.gz", allow_playback_repeats=True):
+        ratings = code_gold([one], settings, gate_tmp / "fit-ratings").ratings[one.transcript.id]
+    expected = decision.decide(ratings, one.transcript.text)
+    assert rated and all(0.0 <= c["score"] <= 1.0 for c in rated)  # the learned score is a chance
+    assert sorted((c["grounding"]["char_start"], c["grounding"]["char_end"]) for c in rated) == \
+        sorted((d.char_start, d.char_end) for d in expected)
+
+    other = gate_tmp / "fitted" / "other.json"
+    other.write_text(out.read_text().replace(f'"model": "{settings.model}"', '"model": "another-model"'))
+    capsys.readouterr()
+    assert main(["code", str(one.transcript_path), "--decision", str(other), "--study", "fitcheck",
+                 "--out", str(gate_tmp / "fit-other"), *flags]) == 2
+    assert "fitted on another-model's ratings" in " ".join(capsys.readouterr().err.split())

@@ -152,14 +152,12 @@ def test_run_folder_has_every_output(coded):
     with (run / "codes.csv").open(newline="") as f:
         rows = list(csv.DictReader(f))
     rated = [r for r in rows if r["kind"] in ("force", "trigger")]
-    from jtbd.prompts import load_strategy
-
-    gate = load_strategy().decide["threshold"]
-    assert rated and all(float(r["score"]) >= gate for r in rated)  # sortable, and above the [decide] gate
+    records = {c["id"]: c for c in map(json.loads, (run / "codes.jsonl").read_text().splitlines())}
+    assert rated and all(0.0 < float(r["score"]) <= 1.0 for r in rated)  # sortable: the chance it is coded
+    assert [float(r["score"]) for r in rated] == [records[r["id"]]["score"] for r in rated]
     assert all(r["score"] == "" for r in rows if r["kind"] in ("job", "quote"))
     assert json.loads((run / "summary.json").read_text())["chunks"] == summary.chunks
     # every code says where it is in the source file: its line, in the CSV and in the report
-    records = {c["id"]: c for c in map(json.loads, (run / "codes.jsonl").read_text().splitlines())}
     assert all(r["line"] == str(records[r["id"]]["grounding"]["source_line"]) for r in rows)
     assert all(f"line {r['line']}]" in report for r in rows)
 
@@ -176,17 +174,15 @@ def test_rerun_makes_no_llm_calls_and_does_not_duplicate(coded, my_vcr, tmp_path
 
 
 def test_a_new_decision_threshold_re_decides_from_cached_ratings(coded, my_vcr, tmp_path, monkeypatch):
-    """[decide] is not part of the chunk cache key: a stricter threshold makes no LLM call and keeps fewer codes."""
-    import dataclasses
+    """The decision is not part of the chunk cache key: a stricter one makes no LLM call and keeps fewer codes."""
+    from conftest import stricter
 
     from jtbd.flows import code_batch
     from jtbd.prompts import load_strategy
 
     settings, first, _ = coded
-    strategy = load_strategy(settings.strategy)
-    table = strategy.decide | {"threshold": strategy.decide["threshold"] + 0.5}  # the same gate, set higher
-    stricter = dataclasses.replace(strategy, decide=table, version="stricter")
-    monkeypatch.setattr(code_batch, "load_strategy", lambda name, folder="": stricter)
+    strict = stricter(load_strategy(settings.strategy))
+    monkeypatch.setattr(code_batch, "load_strategy", lambda name, folder="": strict)
     with my_vcr.use_cassette(CASSETTE, allow_playback_repeats=True) as cassette:
         second = _run([EXAMPLE], settings, tmp_path / "run2")
         assert cassette.play_count == 0

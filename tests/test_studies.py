@@ -124,18 +124,16 @@ def test_decisions_survive_a_rerun_of_jtbd_code(study, jtbd, my_vcr, tmp_path):
 
 
 def test_a_reviewed_code_the_next_run_no_longer_suggests_is_orphaned(study, my_vcr, tmp_path, monkeypatch):
-    """A stricter [decide] gate re-decides from the cached ratings: the lowest-scored forces drop out."""
-    import dataclasses
+    """A stricter decision re-decides from the cached ratings: the lowest-scored forces drop out."""
+    from conftest import stricter
 
     from jtbd.flows import code_batch
     from jtbd.prompts import load_strategy
 
     settings, codes = study
     before = _decide_some(settings, codes)
-    strategy = load_strategy(settings.strategy)
-    stricter = dataclasses.replace(strategy, decide=strategy.decide | {"threshold": strategy.decide["threshold"] + 0.5},
-                                   version="stricter")
-    monkeypatch.setattr(code_batch, "load_strategy", lambda name, folder="": stricter)
+    strict = stricter(load_strategy(settings.strategy))
+    monkeypatch.setattr(code_batch, "load_strategy", lambda name, folder="": strict)
     with my_vcr.use_cassette(CASSETTE, allow_playback_repeats=True):
         summary = run_paths([EXAMPLE], settings, tmp_path / "run2")
     assert summary.transcripts_ok == [str(EXAMPLE)] and summary.llm_calls == 0
