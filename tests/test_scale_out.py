@@ -7,7 +7,9 @@ reference, then submitted to the pool with `jtbd code --pool`. While a worker ho
 chunk finished and one not, the worker and its run's process are SIGKILLed (a machine lost). The run's
 heartbeats stop, Prefect's automation (made by `jtbd deploy`) marks it Crashed, `jtbd code --pool`
 submits it again and the other worker finishes it. The model server is reached through a proxy
-that keeps every request, so the calls after the kill are counted chunk by chunk.
+that keeps every request, so the calls after the kill are counted chunk by chunk, and that has
+the server forget its kept prompt before each one, so an answer depends on its request alone and
+the pool run's codes can be compared with the reference's exactly (scale_out_services.CountingProxy).
 """
 
 from __future__ import annotations
