@@ -231,11 +231,17 @@ def _expect():
 
 
 def _press(page, key: str) -> None:
-    """A review key; waits for the server's answer to be swapped into the page."""
+    """A review key; waits for the server's answer to be swapped in and the page to settle on it.
+
+    The page scrolls to the next current code once the answer has settled, a moment after the swap:
+    a mouse aimed before that lands on other words.
+    """
+    page.evaluate("delete document.body.dataset.settled")
     with page.expect_response(lambda r: r.url.endswith("/review") and r.request.method == "POST") as answer:
         page.keyboard.press(key)
     assert answer.value.status == 200, answer.value.text()
     _expect()(page.locator("#flash-message")).to_have_attribute("data-saved", "true")
+    _expect()(page.locator("body")).to_have_attribute("data-settled", "true")
 
 
 def _current(page) -> dict:
@@ -289,6 +295,8 @@ def _select_words(page, words: str) -> None:
     page.mouse.down()
     page.mouse.move(points["x2"], points["y2"], steps=8)
     page.mouse.up()
+    chosen = " ".join(page.evaluate("window.getSelection().toString()").split())
+    assert words in chosen, f"the drag selected {chosen!r}, not {words!r}: did the page move under the mouse?"
     bar = page.locator("#selection-bar")
     _expect()(bar).to_be_visible()
     rows = bar.locator("button").evaluate_all("bs => new Set(bs.map(b => Math.round(b.getBoundingClientRect().top))).size")

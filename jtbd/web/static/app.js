@@ -283,5 +283,7 @@
     if (!saved && (was.advance || was.decided)) decided.pop(); // not saved: nothing to undo
     if (!saved && was.undid) decided.push(was.undid);
     select(id, true);
+    // the page has settled on this answer (scrolled to the current code), for whoever waits on it
+    document.body.dataset.settled = "true";
   });
 })();
