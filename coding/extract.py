@@ -22,11 +22,11 @@ from pydantic import BaseModel
 
 from jtbd.coding.chunk import Chunk, chunk_windows
 from jtbd.coding.decide import Decision, RatedSentence
-from jtbd.coding.ground import Span, ground_quote, unsupported_statement
+from jtbd.coding.ground import Span, copied_from_examples, ground_quote, unsupported_statement
 from jtbd.coding.sentences import Sentence, split_sentences
 from jtbd.prompts import PromptPass, Strategy
 from jtbd.schemas.codebook import (
-    DRAFT_MODELS, RATED_LABELS, Alignment, Force, ForceType, Grounding, JobsAndQuotes, JobStory, Provenance,
+    DRAFT_MODELS, RATED_LABELS, Alignment, Force, ForceType, Grounding, Jobs, JobsAndQuotes, JobStory, Provenance,
     Quote, QuotedCodes, SentenceRating, Trigger,
 )
 from jtbd.schemas.transcript import Transcript, Turn
@@ -129,29 +129,64 @@ def rate_sentences(llm: Any, prompt: PromptPass, excerpt: Excerpt, notify: Any =
 def code_chunk(llm: Any, transcript: Transcript, chunk: Chunk, strategy: Strategy,
                provenance: Provenance, max_retries: int = 2, notify: Any = _quiet) -> ChunkResult:
     result = ChunkResult(chunk.key)
+    rating = any(p.item is not None for p in strategy.passes)
+    in_windows = [p for p in strategy.passes if p.in_windows] if rating else []
     for prompt in strategy.passes:
+        if prompt in in_windows:
+            continue  # asked in the rating pass's windows, below
         if prompt.item is not None:  # rated one sentence at a time, in the pass's own excerpts
             windows = rating_windows(transcript, chunk, prompt)  # none: only interviewer speech here
             if windows:
                 notify("sentences_total", sum(len(numbers) for _, numbers in windows))  # the chunk's, at once
             for window, numbers in windows:
                 result.rated.extend(rate_sentences(llm, prompt, window, notify, numbers))
+                for asked in in_windows:  # right after the window's ratings: their prompt is in the KV cache
+                    _drafted(result, llm, asked, window, transcript, provenance, max_retries)
             continue
-        excerpt = build_excerpt(transcript, chunk, numbered=prompt.response_model != "QuotedCodes")
-        if not excerpt.numbered:
-            continue  # only interviewer speech here: nothing to code
-        draft = run_pass(llm, prompt, excerpt, max_retries)
-        codes, rejected = drafts_to_codes(draft, transcript, excerpt, provenance)
-        # A step of its own, not part of converting drafts: it needs no excerpt, so cached codes can take it too.
-        codes, unsupported = keep_supported_jobs(codes, transcript)
-        result.codes.extend(codes)
-        result.rejected.extend(rejected + unsupported)
+        _drafted(result, llm, prompt, build_excerpt(transcript, chunk, numbered=prompt.response_model != "QuotedCodes"),
+                 transcript, provenance, max_retries)
     return result
+
+
+def _drafted(result: ChunkResult, llm: Any, prompt: PromptPass, excerpt: Excerpt, transcript: Transcript,
+             provenance: Provenance, max_retries: int) -> None:
+    """One whole-excerpt pass: the model's draft turned into grounded codes, added to `result`."""
+    if not excerpt.numbered:
+        return  # only interviewer speech here: nothing to code
+    draft = run_pass(llm, prompt, excerpt, max_retries)
+    codes, rejected = drafts_to_codes(draft, transcript, excerpt, provenance)
+    # A step of its own, not part of converting drafts: it needs no excerpt, so cached codes can take it too.
+    codes, unsupported = keep_supported_jobs(codes, transcript)
+    if prompt.examples:  # the rating pass's examples came first: a story may borrow from them (variant 10)
+        codes, copied = drop_example_copies(codes, transcript, prompt)
+        unsupported += copied
+    result.codes.extend(codes)
+    result.rejected.extend(rejected + unsupported)
+
+
+def drop_example_copies(codes: list[Any], transcript: Transcript, prompt: PromptPass) -> tuple[list[Any], list[dict]]:
+    """The codes without the job stories that copy the pass's worked examples rather than the interview."""
+    shown = " ".join(m["content"] for m in prompt.examples)
+    return _keep_jobs(codes, transcript, lambda code, parts: copied_from_examples(parts, shown, transcript.text))
+
+
+def _keep_jobs(codes: list[Any], transcript: Transcript, problem: Any) -> tuple[list[Any], list[dict]]:
+    """The codes without the job stories `problem(code, story parts)` finds a reason against, and one
+    rejection with that reason for each."""
+    kept, rejected = [], []
+    for code in codes:
+        why = None if code.kind != "job" else problem(code, (code.situation, code.motivation, code.outcome))
+        if why is None:
+            kept.append(code)
+            continue
+        rejected.append({"transcript": transcript.id, "code": "job", "quote": code.quote,
+                         "statement": code.statement, "reason": why})
+    return kept, rejected
 
 
 def drafts_to_codes(draft: BaseModel, transcript: Transcript, excerpt: Excerpt,
                     provenance: Provenance) -> tuple[list[Any], list[dict]]:
-    if isinstance(draft, JobsAndQuotes):
+    if isinstance(draft, (JobsAndQuotes, Jobs)):
         return _jobs_and_quotes(draft, transcript, excerpt, provenance)
     if isinstance(draft, QuotedCodes):
         return _quoted(draft, transcript, excerpt, provenance)
@@ -163,6 +198,14 @@ def decided_codes(decisions: list[Decision], transcript: Transcript, provenance:
     each scored with its gate value."""
     return [_labelled(d.label, Span(d.sentence.turn_index, d.char_start, d.char_end, Alignment.exact, 100.0), transcript, provenance)
             .model_copy(update={"score": d.score}) for d in decisions]
+
+
+def quotable_codes(chosen: list[tuple[RatedSentence, float]], transcript: Transcript,
+                   provenance: Provenance) -> list[Quote]:
+    """Quotable lines chosen from the ratings (coding/quotable.py), whole sentences, each scored with
+    its chance (or, by the rules, how far it stands out)."""
+    return [Quote(quote=transcript.text[r.char_start:r.char_end], grounding=grounding_for(_sentence_span(r), transcript),
+                  provenance=provenance, score=score) for r, score in chosen]
 
 
 def _sentence_span(s: Sentence | RatedSentence) -> Span:
@@ -181,7 +224,7 @@ def _quoted(draft: QuotedCodes, transcript: Transcript, excerpt: Excerpt,
     return codes, rejected
 
 
-def _jobs_and_quotes(draft: JobsAndQuotes, transcript: Transcript, excerpt: Excerpt,
+def _jobs_and_quotes(draft: JobsAndQuotes | Jobs, transcript: Transcript, excerpt: Excerpt,
                      provenance: Provenance) -> tuple[list[Any], list[dict]]:
     codes: list[Any] = []
     rejected: list[dict] = []
@@ -192,7 +235,7 @@ def _jobs_and_quotes(draft: JobsAndQuotes, transcript: Transcript, excerpt: Exce
             situation=_strip_lead(job.when, _SITUATION_LEADS), motivation=_strip_lead(job.i_want_to, _MOTIVATION_LEADS),
             outcome=_strip_lead(job.so_i_can, _OUTCOME_LEADS), dimension=job.dimension,
         ))
-    for words in draft.quotable:  # the same line twice is stored once: coding/merge.py, as across chunks
+    for words in getattr(draft, "quotable", ()):  # the same line twice is stored once: coding/merge.py, as across chunks
         span = quotable_span(words, transcript, excerpt)
         if span is None:
             rejected.append(_not_found(transcript, "quote", words))
@@ -206,16 +249,8 @@ def keep_supported_jobs(codes: list[Any], transcript: Transcript) -> tuple[list[
     """The codes without the job stories whose statement is not backed by its evidence (the job's
     quote and the turn it sits in), and one rejection with the reason for each job dropped. A quote
     is checked when it is grounded; a statement is the model's own words, so it is checked here."""
-    kept, rejected = [], []
-    for code in codes:
-        why = None if code.kind != "job" else unsupported_statement(
-            (code.situation, code.motivation, code.outcome), transcript.turns[code.grounding.turn_index].text)
-        if why is None:
-            kept.append(code)
-            continue
-        rejected.append({"transcript": transcript.id, "code": "job", "quote": code.quote,
-                         "statement": code.statement, "reason": why})
-    return kept, rejected
+    return _keep_jobs(codes, transcript, lambda code, parts: unsupported_statement(
+        parts, transcript.turns[code.grounding.turn_index].text))
 
 
 def _not_found(transcript: Transcript, code: str, quote: str) -> dict:

@@ -203,3 +203,17 @@ def unsupported_statement(parts: Iterable[str], evidence: str, share: float = SU
         return (f"job statement not supported by its evidence: {support:.0%} of its content words are said "
                 f"in the quote and its turn (at least {share:.0%} needed)")
     return None
+
+
+def copied_from_examples(parts: Iterable[str], examples: str, interview: str) -> str | None:
+    """Why a model-written job statement reads as a copy of the prompt's worked examples (a part whose
+    content words are, for half of them or more, words of the examples that the interview never
+    says: "When I drove to the office" in an interview about meal kits), or None."""
+    shown, said = set(content_words(examples)), set(content_words(interview))
+    for part in parts:
+        words = content_words(part)
+        foreign = [w for w in words if any(_same_stem(w, e) for e in shown) and not any(_same_stem(w, e) for e in said)]
+        if words and len(foreign) >= 0.5 * len(words):
+            return (f"job statement copies the prompt's worked examples ({', '.join(repr(w) for w in foreign)}: "
+                    f"words this interview never says)")
+    return None

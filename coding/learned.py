@@ -143,6 +143,31 @@ def fit_multinomial(x: np.ndarray, y: np.ndarray, l2: float, classes: int = len(
     return theta[:d * classes].reshape(d, classes), theta[d * classes:]
 
 
+def fit_multinomial_towards(x: np.ndarray, y: np.ndarray, coef: np.ndarray, intercept: np.ndarray,
+                            strength: float, iterations: int = 500) -> tuple[np.ndarray, np.ndarray]:
+    """Coefficients and intercepts minimising the summed cross-entropy plus strength / 2 * their
+    squared distance from `coef` and `intercept` (a Gaussian prior centred on a fitted decision):
+    with few examples the result stays near the prior, with many the examples decide."""
+    n, d = x.shape
+    classes = len(intercept)
+    onehot = np.eye(classes)[y]
+    prior = np.concatenate([np.asarray(coef, dtype=np.float64).ravel(), np.asarray(intercept, dtype=np.float64)])
+    pull = strength / n  # the mean cross-entropy's scale: the same optimum, a better-conditioned search
+
+    def loss_grad(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        w, b = theta[:d * classes].reshape(d, classes), theta[d * classes:]
+        z = x @ w + b
+        z -= z.max(axis=1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        g = (np.exp(logp) - onehot) / n
+        away = theta - prior
+        loss = -(onehot * logp).sum() / n + 0.5 * pull * (away @ away)
+        return float(loss), np.concatenate([(x.T @ g).ravel(), g.sum(axis=0)]) + pull * away
+
+    theta = _lbfgs(loss_grad, prior.copy(), iterations)
+    return theta[:d * classes].reshape(d, classes), theta[d * classes:]
+
+
 def _lbfgs(f: Callable[[np.ndarray], tuple[float, np.ndarray]], x: np.ndarray, iterations: int,
            memory: int = 10, tol: float = 1e-7) -> np.ndarray:
     """Minimise a smooth convex f (value and gradient) with limited-memory BFGS and a backtracking
@@ -206,6 +231,7 @@ class LearnedDecision:
     sentences: int = 0
     held_out: dict = field(default_factory=dict)  # leave-one-transcript-out scores at fit time
     format: str = FORMAT
+    reviews: dict = field(default_factory=dict)  # fitted from a study's reviews: what on (coding/from_reviews.py)
 
     @classmethod
     def fit(cls, examples: Sequence[tuple[np.ndarray, np.ndarray]], groups: Sequence[str], l2: float,

@@ -19,10 +19,14 @@ from typing import Any, Callable
 from jtbd.coding import backends
 from jtbd.coding.chunk import Chunk, chunk_transcript
 from jtbd.coding.decide import Decision, RatedSentence, decide, decision_settings
-from jtbd.coding.extract import ChunkResult, build_excerpt, code_chunk, decided_codes, keep_supported_jobs
+from jtbd.coding.extract import (
+    ChunkResult, build_excerpt, code_chunk, decided_codes, keep_supported_jobs, quotable_codes,
+)
+from jtbd.coding.from_reviews import study_decision_path
 from jtbd.coding.identity import IdCollision, SourceFile, StoredSource, transcript_ids
 from jtbd.coding.learned import LearnedDecision
 from jtbd.coding.merge import merge_codes
+from jtbd.coding.quotable import QuotableLines, by_rules
 from jtbd.coding.sentences import split_sentences
 from jtbd.prompts import Strategy
 from jtbd.schemas.codebook import CodedTranscript, Provenance
@@ -107,14 +111,47 @@ def run_job(job: ChunkJob, settings: Settings, strategy: Strategy, provenance: P
                       notify=notify)
 
 
-def decision_for(strategy: Strategy, settings: Settings) -> dict[str, Any]:
+def decision_for(strategy: Strategy, settings: Settings, own_study: bool = True) -> dict[str, Any]:
+    """How this run turns ratings into codes (`_decision_for`) and picks quotable lines from them
+    (`quotable_for`): one dict, checked before any model call."""
+    decided, quotes = _decision_for(strategy, settings, own_study), quotable_for(strategy, settings)
+    if quotes:
+        decided["decision"] += f"; quotable lines {quotes['quotes']}"
+    return {**decided, **quotes}
+
+
+def quotable_for(strategy: Strategy, settings: Settings) -> dict[str, Any]:
+    """Under "quotable" the strategy's fitted chooser of quotable lines (coding/quotable.py) when it was
+    fitted on this model's ratings, else "rules"; under "quotes" a line saying which. Nothing for a
+    strategy whose quotable lines the model copies itself."""
+    if not strategy.quotable:
+        return {}
+    chooser = QuotableLines.from_json(strategy.quotable, "the quotable-lines file of prompts/")
+    label = backends.model_label(settings)
+    if chooser.applies_to(backends.model_sha256(settings), label):
+        return {"quotable": chooser, "quotes": f"learned (bundled, fitted on {len(chooser.fitted_on)} coded interviews)"}
+    return {"quotable": "rules", "quotes": f"by the rules: the bundled chooser was fitted on {chooser.model or 'another model'}'s "
+                                           f"ratings, not {label}'s"}
+
+
+def _decision_for(strategy: Strategy, settings: Settings, own_study: bool = True) -> dict[str, Any]:
     """How this run turns ratings into codes, checked before any model call: the [decide] rules'
     settings (decide.decision_settings), plus under "learned" the fitted decision (coding/learned.py)
     when settings.decision picks one that applies to this model, and under "decision" a line
-    saying which it is."""
+    saying which it is. With --decision auto, a decision the study learned from its reviews
+    (coding/from_reviews.py) comes first, unless `own_study` is False."""
     rules = decision_settings(strategy)
     if settings.decision == "handmade":
         return {**rules, "decision": "the [decide] rules (--decision handmade)"}
+    own = study_decision_path(settings.data_dir, settings.study)
+    if settings.decision == "auto" and own_study and own.is_file():
+        learned = LearnedDecision.load(own)
+        if learned.applies_to(backends.model_sha256(settings), backends.model_label(settings)):
+            told = learned.reviews
+            return {**rules, "learned": learned,
+                    "decision": f"learned from study {settings.study}'s reviews ({told.get('answered', 0)} answered "
+                                f"sentences in {told.get('interviews', 0)} interviews, over the {told.get('base', '')} "
+                                f"decision; {own})"}
     if settings.decision == "auto":
         if not strategy.learned:
             return {**rules, "decision": f"the [decide] rules (strategy {strategy.name} ships no learned decision)"}
@@ -141,7 +178,7 @@ def finish_transcript(transcript: Transcript, results: list[ChunkResult], proven
     results = list(results)
     rated = [r for res in results for r in res.rated]
     learned = decide_with.get("learned")
-    rules = {k: v for k, v in decide_with.items() if k not in ("learned", "decision")}
+    rules = {k: v for k, v in decide_with.items() if k not in ("learned", "decision", "quotable", "quotes")}
     if not rated:
         decisions = []
     elif learned is not None:
@@ -150,6 +187,10 @@ def finish_transcript(transcript: Transcript, results: list[ChunkResult], proven
         decisions = decide(rated, text=transcript.text, **rules)
     if decisions:
         results.append(ChunkResult(f"{transcript.id}#decided", decided_codes(decisions, transcript, provenance)))
+    chooser = decide_with.get("quotable")
+    if rated and chooser is not None:
+        chosen = by_rules(rated, transcript.text) if chooser == "rules" else chooser.choose(rated, transcript.text)
+        results.append(ChunkResult(f"{transcript.id}#quotable", quotable_codes(chosen, transcript, provenance)))
     # Cached chunks were coded under the same questions, maybe under another [decide]: stamp this run's.
     codes = [c.model_copy(update={"provenance": provenance}) for c in merge_codes(c for r in results for c in r.codes)]
     # Chunks cached before statements were checked hold unchecked job stories: check them all here.

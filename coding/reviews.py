@@ -227,6 +227,12 @@ class ReviewStore:
         return sorted(out, key=lambda r: (r.code.get("grounding", {}).get("transcript", ""),
                                           r.code.get("grounding", {}).get("char_start", 0), r.code.get("id", "")))
 
+    def suggested(self, study: str, transcript_id: str) -> dict[str, dict]:
+        """The latest run's suggestions of a transcript, by code id, as the model made them."""
+        query = sa.select(suggestions.c.code_id, suggestions.c.code).where(*_of(suggestions, study, transcript_id))
+        with self._reading() as conn:
+            return {code_id: code for code_id, code in conn.execute(query)}
+
     def stamp(self, study: str) -> tuple:
         """The study's version, from its indexes alone: transcripts and when the latest was coded,
         decisions and the latest one's id. Equal: nothing was coded, decided or forgotten since."""

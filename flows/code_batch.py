@@ -36,6 +36,7 @@ from jtbd.coding import backends, pipeline, progress
 from jtbd.coding.decide import RatedSentence
 from jtbd.coding.embed import embedder_for
 from jtbd.coding.extract import ChunkResult, context_of
+from jtbd.coding.from_reviews import kept_reviewed
 from jtbd.coding.identity import SourceFile, source_file
 from jtbd.coding.inputs import discover
 from jtbd.coding.outputs import write_run
@@ -160,9 +161,11 @@ def _store_exists(settings: Settings) -> bool:
 @flow(name="code_batch", log_prints=False)
 def code_batch(paths: list[str], settings: Settings, out_dir: str,
                roles: dict[str, tuple[list[str], list[str]]] | None = None,
-               ids: dict[str, str] | None = None) -> BatchSummary:
+               ids: dict[str, str] | None = None, redecide: bool = False) -> BatchSummary:
     """`roles` maps a file path to its (interviewers, interviewees), overriding the settings, and
-    `ids` to its transcript id, overriding the one chosen (gold sets name their transcripts)."""
+    `ids` to its transcript id, overriding the one chosen (gold sets name their transcripts).
+    `redecide`: decide again from the cached ratings only (a transcript with a chunk not in the
+    cache fails, untouched) and leave every code a person decided on as it is."""
     started = time.perf_counter()
     strategy = load_strategy(settings.strategy, settings.prompts_dir)
     decide_with = pipeline.decision_for(strategy, settings)  # a bad [decide] table or file fails here, before any LLM call
@@ -182,6 +185,8 @@ def code_batch(paths: list[str], settings: Settings, out_dir: str,
     progress.emit("transcripts_total", len(chosen))
     transcripts = _parse_all(summary, settings, roles or {})
     jobs = {path: pipeline.plan_transcript(t, settings, strategy, provenance) for path, t in transcripts.items()}
+    if redecide:
+        _cached_only(jobs, transcripts, summary, settings)
     size = pipeline.batch_size(jobs, pipeline.is_cached_in(settings.results_path))
     progress.emit("chunks_total", size["chunks"])
     progress.emit("batch_planned", sentences=size["sentences"], chunks=size["chunks"],
@@ -193,7 +198,8 @@ def code_batch(paths: list[str], settings: Settings, out_dir: str,
     coded: list[CodedTranscript] = []
     for path, transcript in transcripts.items():  # each stored as soon as its own chunks are done
         summary.chunks += len(futures[path])
-        ct = _finish(path, transcript, futures[path], settings, summary, provenance, decide_with, sources[path])
+        ct = _finish(path, transcript, futures[path], settings, summary, provenance, decide_with, sources[path],
+                     redecide)
         if ct is not None:
             coded.append(ct)
     _fill_meter(summary, settings, meter_before)
@@ -231,7 +237,8 @@ def _parse_all(summary: BatchSummary, settings: Settings,
 
 
 def _finish(path: str, transcript: Transcript, futures: list, settings: Settings, summary: BatchSummary,
-            provenance: Provenance, decide_with: dict[str, Any], source: SourceFile) -> CodedTranscript | None:
+            provenance: Provenance, decide_with: dict[str, Any], source: SourceFile,
+            redecide: bool = False) -> CodedTranscript | None:
     for f in futures:
         f.wait()
     summary.cache_hits += sum(1 for f in futures if f.state.name == "Cached")
@@ -241,6 +248,9 @@ def _finish(path: str, transcript: Transcript, futures: list, settings: Settings
         progress.emit("transcript_done", path, ok=False)
         return None  # nothing of a failed transcript reaches the store
     finished = pipeline.finish_transcript(transcript, [f.result() for f in futures], provenance, decide_with)
+    if redecide:
+        with ReviewStore.open(settings.review_db_url) as reviews:
+            finished.coded = kept_reviewed(finished.coded, reviews, settings.study)
     # Called, not submitted: run in the flow's thread now, not queued behind the batch's other chunks.
     stored = store_task(finished.coded, transcript, settings, source, return_state=True)
     if not stored.is_completed():
@@ -254,6 +264,20 @@ def _finish(path: str, transcript: Transcript, futures: list, settings: Settings
         summary.codes[code.kind] += 1
     progress.emit("transcript_done", path, ok=True)
     return finished.coded
+
+
+def _cached_only(jobs: dict[str, list[pipeline.ChunkJob]], transcripts: dict[str, Transcript], summary: BatchSummary,
+                 settings: Settings) -> None:
+    """A re-decision never calls the model: a transcript with a chunk not in the cache is left as it is."""
+    cached = pipeline.is_cached_in(settings.results_path)
+    for path in list(jobs):
+        missing = sum(not cached(job.cache_key) for job in jobs[path])
+        if missing:
+            summary.transcripts_failed.append((path, f"not re-decided: {missing} of its {len(jobs[path])} chunks are "
+                                                     "not in the cache (coded with other options, or forgotten); "
+                                                     "'jtbd code' with the options it was coded with codes it again"))
+            progress.emit("transcript_done", path, ok=False)
+            del jobs[path], transcripts[path]
 
 
 def _reason(future_or_state: Any) -> str:
@@ -340,9 +364,9 @@ def _decoded(record: bytes) -> bytes:
 
 def run_batch(paths: list[str], settings: Settings, out_dir: str,
               roles: dict[str, tuple[list[str], list[str]]] | None = None,
-              ids: dict[str, str] | None = None) -> BatchSummary:
+              ids: dict[str, str] | None = None, redecide: bool = False) -> BatchSummary:
     """Run the flow with the settings' concurrency limit."""
     runner = ThreadPoolTaskRunner(max_workers=settings.effective_concurrency)
     # Cached chunk results persist under the data folder, not Prefect's home.
     with temporary_settings(updates={PREFECT_LOCAL_STORAGE_PATH: str(settings.results_path)}):
-        return code_batch.with_options(task_runner=runner)(paths, settings, out_dir, roles, ids)
+        return code_batch.with_options(task_runner=runner)(paths, settings, out_dir, roles, ids, redecide)

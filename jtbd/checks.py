@@ -34,6 +34,16 @@ def check_code_options(out_dir: str | None, settings: Settings) -> None:
         _check_model_server(settings)
 
 
+def check_redecide_options(out_dir: str | None, settings: Settings) -> None:
+    """`jtbd redecide`: as `jtbd code`, but no model server is needed (it makes no model call)."""
+    _check_out(out_dir)
+    _check_decision(settings)
+    if settings.chroma_url:
+        _check_chroma(settings)
+    if settings.embeddings == "openai":
+        _check_model_server(settings)
+
+
 def check_pool_options(pool: str, settings: Settings) -> None:
     """`jtbd code --pool`: what every worker must share, then the Prefect server and the pool's
     deployment (jtbd.flows.pool.PoolError), before any file is copied or run submitted."""

@@ -1,4 +1,4 @@
-"""The `jtbd` command line: code, search, list, forget, eval, gold check, model, deploy.
+"""The `jtbd` command line: code, redecide, search, list, forget, eval, gold check, model, deploy.
 
 Every command lives here, on typer. The evaluation's work (coding a gold set, scoring, reports)
 stays in jtbd.eval; this module is the top layer and the only one that imports both it and
@@ -24,7 +24,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from jtbd.checks import check_code_options, check_pool_options
+from jtbd.checks import check_code_options, check_pool_options, check_redecide_options
 from jtbd.coding.parse import SUPPORTED_SUFFIXES
 from jtbd.eval import cli as eval_commands
 from jtbd.settings import (DEFAULT_STUDY, Settings, load_settings, source_of, study_collection,
@@ -304,6 +304,51 @@ def code(paths: Paths, run_folder: RunFolder = None, debug: Debug = False, pool:
     if summary.transcripts_ok:
         out.print(f"open it in your browser: {serve_command(flags)}", markup=False, soft_wrap=True)
     return 1 if summary.transcripts_failed else 0
+
+
+@app.command()
+@_with_settings(*ALL_SETTINGS)
+def redecide(run_folder: RunFolder = None, debug: Debug = False, *, flags: dict[str, Any]) -> int:
+    """Learn a study's decision from its reviews and decide its interviews again, with no model call.
+
+    Accepted, changed and rejected forces and triggers (and, in an interview whose every suggestion
+    was answered, the added ones and the sentences nobody coded) become examples for the study's own
+    decision, fitted from the one it codes with (docs/using.md says which sentences count). Then every
+    interview of the study is decided again from its cached ratings, from the file it was coded from:
+    codes a person decided on stay as they are. Give the options the study was coded with (model,
+    strategy, chunking), so the cache answers.
+
+    Example:
+    jtbd redecide --study onboarding
+    """
+    from jtbd.coding.from_reviews import MIN_EXAMPLES
+    from jtbd.flows.redecide import redecide_study
+
+    settings = settings_from(flags)
+    check_redecide_options(run_folder, settings)
+    if not settings.db_url and not (Path(settings.data_dir) / "reviews.sqlite3").exists():
+        raise FileNotFoundError(f"no review database yet in {settings.data_dir}; run 'jtbd code' first")
+    run_dir = run_folder or str(Path("runs") / ("redecide-" + time.strftime("%Y%m%d-%H%M%S")))
+    with batch_progress(debug=debug):
+        done = redecide_study(settings, run_dir)
+    _said(f"learning from study {settings.study}'s reviews, starting from: {done.base}")
+    fit = done.fit
+    if fit is None:
+        _said("nothing learned: the decision it starts from is not a learned one")
+    else:
+        classes = ", ".join(f"{name} {n}" for name, n in fit.classes.items()) or "none"
+        seen = (f"{_plural(fit.answered, 'answered sentence')} in {_plural(fit.interviews, 'interview')} "
+                f"({fit.complete} reviewed completely; {_plural(fit.examples, 'example')}: {classes})")
+        if fit.decision is not None:
+            _said(f"learned from {seen}: written to {done.file}")
+        else:
+            _said(f"nothing learned yet: {seen}; the study's own decision needs {MIN_EXAMPLES} answered sentences")
+    if done.uncached:
+        _said(f"note: not learned from, their ratings are not in the cache: {', '.join(done.uncached)}")
+    print_summary(done.summary.as_dict())
+    if done.summary.transcripts_ok:
+        out.print(f"open it in your browser: {serve_command(flags)}", markup=False, soft_wrap=True)
+    return 1 if done.summary.transcripts_failed else 0
 
 
 @app.command()
@@ -613,6 +658,7 @@ def forget(ids: TranscriptIds, *, flags: dict[str, Any]) -> int:
             scrub_log(settings.chroma_path, doomed)
     gone = forget_results(settings.results_path, set(ids))
     copies = forget_inputs(settings.data_dir, set(ids))  # files copied for --pool workers
+    learned, decision_file = _forget_study_decision(settings, ids)
     for tid in ids:
         if removed.get(tid):
             _said(f"{tid}: {_plural(removed[tid], 'code')} removed from the store")
@@ -629,18 +675,32 @@ def forget(ids: TranscriptIds, *, flags: dict[str, Any]) -> int:
                   f"{settings.results_path}")
         if copies.get(tid):
             _said(f"{tid}: {_plural(len(copies[tid]), 'file')} copied for pool workers removed")
+        if tid in learned:
+            _said(f"{tid}: the study's decision learned from its reviews removed ({decision_file}; "
+                  f"'jtbd redecide --study {settings.study}' learns it again without them)")
     if gone.failures:
         _said(f"{_plural(len(gone.failures), 'failure record')} of an earlier version removed from "
               f"{settings.results_path} (they could hold any transcript's words)")
     console.print("run folders (codes.jsonl, reports, normalised text) are yours to delete", markup=False)
     missing = [tid for tid in ids if not removed.get(tid) and not gone.cached.get(tid) and not gone.reports.get(tid)
-               and not copies.get(tid) and not any(reviewed.get(tid, {}).values())]
+               and not copies.get(tid) and not any(reviewed.get(tid, {}).values()) and tid not in learned]
     if missing:
         shown = ", ".join(known) or "none"
         console.print(f"[red]error:[/red] nothing stored or cached for: {escape(', '.join(missing))} "
                       f"(coded transcripts in the store: {escape(shown)})", soft_wrap=True)
         return 1
     return 0
+
+
+def _forget_study_decision(settings: Settings, ids: Sequence[str]) -> tuple[list[str], Path]:
+    """The transcripts the study's decision learned from reviews of (its file removed if any)."""
+    from jtbd.coding.from_reviews import learned_from, study_decision_path
+
+    path = study_decision_path(settings.data_dir, settings.study)
+    hit = [tid for tid in ids if tid in learned_from(path)]
+    if hit:
+        path.unlink()
+    return hit, path
 
 
 def _forget_reviews(settings: Settings, ids: Sequence[str]) -> tuple[dict[str, dict[str, int]], dict[str, list[str]]]:

@@ -30,6 +30,9 @@ class PromptPass:
     item: str | None = None  # per-sentence passes: the line that names the sentence, after the task
     examples: tuple[dict, ...] = ()  # answered turns shown before the excerpt (rating passes)
     window: tuple[int, int] | None = None  # rating passes: (tokens, overlap) of the windows a chunk is read in
+    # a pass read in the rating pass's windows, each right after that window's ratings, with the rating
+    # pass's examples before the excerpt: the same prompt up to the excerpt, so the KV cache holds it
+    in_windows: bool = False
 
     def _user(self, excerpt: str, number: int | None, sentence: str | None) -> str:
         user = self.excerpt_template.replace("{excerpt}", excerpt) + "\n\n" + self.task
@@ -55,6 +58,7 @@ class Strategy:
     passes_version: str = ""  # the same without the [decide] table: what the model is asked
     decide: dict = field(default_factory=dict)  # how rated sentences become codes (coding/decide.py)
     learned: str = ""  # the text of the [decide] table's `learned` file, a fitted decision (coding/learned.py)
+    quotable: str = ""  # the text of the [decide] table's `quotable` file, a fitted chooser (coding/quotable.py)
 
 
 def _read(name: str, folder: str = "") -> str:
@@ -140,11 +144,26 @@ def load_strategy(name: str = "rate", folder: str = "") -> Strategy:
             asked.update(repr(prompt.examples).encode())
         if "window_tokens" in step or "window_overlap_tokens" in step:
             prompt = replace(prompt, window=_window(name, step))
+        if step.get("in_windows"):
+            prompt = _in_windows(name, step, prompt, passes)
         passes.append(prompt)
     decide = dict(entry.get("decide", {}))
-    learned_file = decide.pop("learned", "")
-    if not isinstance(learned_file, str):
-        raise ValueError(f"prompts/passes.toml: [strategies.{name}.decide] learned must be a file name, not {learned_file!r}")
-    learned = _read(learned_file, folder) if learned_file else ""
-    whole = hashlib.sha256(asked.hexdigest().encode() + repr(sorted(decide.items())).encode() + learned.encode())
-    return Strategy(name, tuple(passes), whole.hexdigest()[:12], asked.hexdigest()[:12], decide, learned)
+    files = {}
+    for key in ("learned", "quotable"):
+        file = decide.pop(key, "")
+        if not isinstance(file, str):
+            raise ValueError(f"prompts/passes.toml: [strategies.{name}.decide] {key} must be a file name, not {file!r}")
+        files[key] = _read(file, folder) if file else ""
+    whole = hashlib.sha256(asked.hexdigest().encode() + repr(sorted(decide.items())).encode()
+                           + files["learned"].encode() + files["quotable"].encode())
+    return Strategy(name, tuple(passes), whole.hexdigest()[:12], asked.hexdigest()[:12], decide, files["learned"],
+                    files["quotable"])
+
+
+def _in_windows(strategy: str, step: dict, prompt: PromptPass, before: list[PromptPass]) -> PromptPass:
+    """A pass read in the windows of the rating pass before it, with that pass's examples."""
+    where = f"prompts/passes.toml: [strategies.{strategy}] pass {step['prompt']}"
+    rating = next((p for p in reversed(before) if p.item is not None), None)
+    if prompt.item is not None or rating is None:
+        raise ValueError(f"{where}: in_windows needs a whole-excerpt pass after a per-sentence pass (an 'item' line)")
+    return replace(prompt, in_windows=True, examples=rating.examples, window=rating.window)

@@ -190,6 +190,13 @@ class JobsAndQuotes(BaseModel):
         return [v.strip() for v in values if v.strip()]
 
 
+class Jobs(BaseModel):
+    """The jobs pass of the default strategy: read in the rating pass's windows, at most one job each.
+    Quotable lines come from the ratings (coding/quotable.py), not from the model's words."""
+
+    jobs: list[JobDraft] = Field(default_factory=list, max_length=1)
+
+
 class QuotedCode(BaseModel):
     """A code whose quote the model copies (the `quotes` strategy, for larger models)."""
 
@@ -230,6 +237,7 @@ class SentenceRating(BaseModel):
 DRAFT_MODELS: dict[str, type[BaseModel]] = {
     "SentenceRating": SentenceRating,
     "JobsAndQuotes": JobsAndQuotes,
+    "Jobs": Jobs,
     "QuotedCodes": QuotedCodes,
 }
 

@@ -161,12 +161,12 @@ def interviewee_words(paths: list[str]) -> int:
     return words
 
 
-def bench_code(paths: list[str], data_dir: Path, after_first: Any = None) -> dict[str, Any]:
+def bench_code(paths: list[str], data_dir: Path, after_first: Any = None, strategy: str | None = None) -> dict[str, Any]:
     from jtbd.coding import progress
     from jtbd.flows.code_batch import run_batch
     from jtbd.settings import load_settings
 
-    settings = load_settings({"data_dir": str(data_dir)})
+    settings = load_settings({"data_dir": str(data_dir), **({"strategy": strategy} if strategy else {})})
     words = interviewee_words(paths)
     rated: list[int] = []
     stop = progress.listen(lambda event, *a, **k: rated.append(1) if event == "sentence_rated" else None)
@@ -415,6 +415,57 @@ def bench_limit(paths: list[str], data_dir: Path) -> dict[str, Any]:
             "limit_seconds": round(limit, 1), "model_seconds": model,
             "ratio_model_to_limit": round(model / limit, 2) if limit else None,
             "breakdown": {name: {"seconds": round(sec, 2), "count": cnt} for name, (sec, cnt) in parts.items()}}
+
+
+VERSIONS = ("rate-v25", "rate")  # the default before issue 27's jobs pass and quotable lines, and now
+
+
+def bench_versions(paths: list[str], root: Path, order: tuple[str, ...] = (*VERSIONS, *reversed(VERSIONS))) -> dict[str, Any]:
+    """Code the same transcripts with each strategy in VERSIONS, in one process and one run, each from an
+    empty data folder, in the order A B B A (a machine whose speed drifts during the run weighs on both
+    alike), counting the tokens llama.cpp evaluates and generates in each run."""
+    from jtbd.coding import backends
+    from jtbd.settings import load_settings
+
+    settings = load_settings({"data_dir": str(root / "warm")})
+    if settings.backend != "local":
+        raise SystemExit("the versions part measures the in-process model: run it with the local backend")
+    llama = backends.load_llama(settings)
+    clock = Clock()
+    instrument(clock, llama, backends.get_llm(settings))  # tells a generated token from a prompt's
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in order}
+    try:
+        for i, name in enumerate(order):
+            before = dict(clock.counts)
+            code = bench_code(paths, root / f"{i}-{name}", strategy=name)
+            counts = {k: clock.counts.get(k, 0) - before.get(k, 0) for k in clock.counts}
+            code["tokens_evaluated"] = counts.get("eval_prefix", 0) + counts.get("eval_question", 0)
+            code["tokens_generated"] = counts.get("eval_generated", 0)
+            runs[name].append(code)
+            print(f"{name}: {code['wall_seconds']} s wall, {code['llm_seconds']} s in the model, "
+                  f"{code['tokens_evaluated']} tokens evaluated, {code['tokens_generated']} generated, "
+                  f"codes {code['codes']}", file=sys.stderr, flush=True)
+    finally:
+        del llama.eval, llama.sample, llama.tokenize, llama.create_chat_completion_openai_v1  # the class's own again
+    mean = {name: {key: round(sum(r[key] for r in rs) / len(rs), 1)
+                   for key in ("wall_seconds", "llm_seconds", "tokens_evaluated", "tokens_generated", "llm_calls")}
+            for name, rs in runs.items()}
+    old, new = mean[VERSIONS[0]], mean[VERSIONS[1]]
+    return {"runs": runs, "mean": mean,
+            "speed_up_wall": round(old["wall_seconds"] / new["wall_seconds"], 2),
+            "speed_up_model": round(old["llm_seconds"] / new["llm_seconds"], 2),
+            "tokens_evaluated_ratio": round(new["tokens_evaluated"] / old["tokens_evaluated"], 3)}
+
+
+def versions_table(result: dict[str, Any]) -> str:
+    rows = ["| | " + " | ".join(VERSIONS) + " |", "|---|" + "---|" * len(VERSIONS)]
+    for key, label in (("wall_seconds", "wall (s, mean of 2)"), ("llm_seconds", "in the model (s)"),
+                       ("tokens_evaluated", "tokens evaluated"), ("tokens_generated", "tokens generated"),
+                       ("llm_calls", "model calls")):
+        rows.append(f"| {label} | " + " | ".join(str(result["mean"][v][key]) for v in VERSIONS) + " |")
+    rows.append(f"speed-up: wall {result['speed_up_wall']}x, model {result['speed_up_model']}x; "
+                f"tokens evaluated {result['tokens_evaluated_ratio']:.0%} of before")
+    return "\n".join(rows)
 
 
 def limit_table(result: dict[str, Any]) -> str:
@@ -1042,7 +1093,8 @@ def pool_table(result: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("part", nargs="?", choices=("all", "search", "code", "limit", "workbench", "pool"), default="all")
+    parser.add_argument("part", nargs="?", choices=("all", "search", "code", "limit", "versions", "workbench", "pool"),
+                        default="all")
     parser.add_argument("--transcripts", nargs="+", default=[str(DEFAULT_TRANSCRIPT)],
                         help="files or folders to code (default: examples/espresso_machine.txt)")
     parser.add_argument("--out", help="also write the results as JSON here")
@@ -1064,6 +1116,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.part == "pool":
             results["pool"] = bench_pool(args.transcripts, Path(tmp) / "pool", threads=args.model_threads)
             print(pool_table(results["pool"]), flush=True)
+        if args.part == "versions":
+            results["versions"] = bench_versions(args.transcripts, Path(tmp) / "versions")
+            print(versions_table(results["versions"]), flush=True)
         if args.part == "limit":
             results["limit"] = bench_limit(args.transcripts, Path(tmp) / "limit")
             results["limit"]["code"]["paths"] = args.transcripts

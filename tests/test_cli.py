@@ -18,7 +18,8 @@ import typer
 
 import jtbd.cli
 
-COMMANDS = [["code"], ["search"], ["list"], ["forget"], ["eval"], ["gold", "check"], ["model"], ["export"], ["serve"]]
+COMMANDS = [["code"], ["search"], ["list"], ["forget"], ["eval"], ["gold", "check"], ["model"], ["export"], ["serve"],
+            ["redecide"]]
 
 
 @pytest.fixture()

@@ -155,7 +155,9 @@ def test_run_folder_has_every_output(coded):
     records = {c["id"]: c for c in map(json.loads, (run / "codes.jsonl").read_text().splitlines())}
     assert rated and all(0.0 < float(r["score"]) <= 1.0 for r in rated)  # sortable: the chance it is coded
     assert [float(r["score"]) for r in rated] == [records[r["id"]]["score"] for r in rated]
-    assert all(r["score"] == "" for r in rows if r["kind"] in ("job", "quote"))
+    quotes = [r for r in rows if r["kind"] == "quote"]  # chosen from the ratings: the chance a coder marks it
+    assert quotes and all(0.0 < float(r["score"]) <= 1.0 for r in quotes)
+    assert all(r["score"] == "" for r in rows if r["kind"] == "job")
     assert json.loads((run / "summary.json").read_text())["chunks"] == summary.chunks
     # every code says where it is in the source file: its line, in the CSV and in the report
     assert all(r["line"] == str(records[r["id"]]["grounding"]["source_line"]) for r in rows)

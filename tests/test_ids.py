@@ -140,11 +140,13 @@ def _versions() -> dict[str, str]:
 
 
 @pytest.mark.parametrize(("edited", "changes"), [
-    ("rate_sentence.md", {"rate"}),
+    ("rate_sentence.md", {"rate", "rate-v25"}),
     ("quote_codes.md", {"quotes"}),
-    ("jobs_quotes.md", {"rate", "quotes"}),
-    ("system.md", {"rate", "quotes"}),
+    ("jobs.md", {"rate"}),
+    ("jobs_quotes.md", {"rate-v25", "quotes"}),
+    ("system.md", {"rate", "rate-v25", "quotes"}),
     ("worked_example.md", {"quotes"}),  # rate shows its examples as turns
+    ("quotable_lines.json", {"rate"}),
 ])
 def test_editing_a_prompt_file_changes_exactly_the_strategies_that_use_it(prompt_copy, edited, changes):
     before = _versions()
@@ -214,7 +216,7 @@ def test_rating_examples_are_answered_turns_before_the_excerpt():
     assert load_strategy("quotes").passes[0].examples == ()
 
 
-def test_editing_a_rating_example_changes_only_the_rate_version(prompt_copy):
+def test_editing_a_rating_example_changes_only_the_rating_strategies_versions(prompt_copy):
     before = _versions()
     path = prompt_copy / "rate_examples.toml"
     text = path.read_text(encoding="utf-8")
@@ -222,7 +224,7 @@ def test_editing_a_rating_example_changes_only_the_rate_version(prompt_copy):
     assert _versions() == before
     path.write_text(text.replace('code = "push" }', 'code = "anxiety" }', 1), encoding="utf-8")
     after = _versions()
-    assert {name for name in before if before[name] != after[name]} == {"rate"}
+    assert {name for name in before if before[name] != after[name]} == {"rate", "rate-v25"}
 
 
 @pytest.mark.parametrize(("old", "new", "problem"), [
@@ -280,11 +282,11 @@ def test_a_bad_rating_window_is_a_clear_error(prompt_copy, old, new, problem):
 
 def test_the_rating_window_is_part_of_what_the_model_is_asked(prompt_copy):
     before = load_strategy("rate")
-    assert before.passes[0].window == (800, 100) and before.passes[1].window is None
+    assert before.passes[0].window == (800, 100) and before.passes[1].window == (800, 100)  # jobs: in its windows
     path = prompt_copy / "passes.toml"
     path.write_text(path.read_text(encoding="utf-8").replace("window_tokens = 800", "window_tokens = 900"), encoding="utf-8")
     after = load_strategy("rate")
-    assert after.passes[0].window == (900, 100)
+    assert after.passes[0].window == (900, 100) and after.passes[1].window == (900, 100)
     assert after.passes_version != before.passes_version  # new requests: a new chunk cache key
 
 
@@ -295,7 +297,8 @@ def test_a_prompts_folder_overrides_the_bundled_files_it_holds(tmp_path):
                                                + "\nAnswer with one word.\n", encoding="utf-8")
     mine = load_strategy("rate", str(tmp_path))
     assert mine.passes[0].task.endswith("Answer with one word.") and mine.version != bundled.version
-    assert mine.passes[1] == bundled.passes[1]  # jobs_quotes.md came from the package
+    assert mine.passes[1].task == bundled.passes[1].task  # jobs.md came from the package
+    assert mine.passes[1].examples == mine.passes[0].examples  # the rating pass's examples, as asked now
     (tmp_path / "empty").mkdir()
     assert load_strategy("rate", str(tmp_path / "empty")) == bundled
     with pytest.raises(ValueError, match="not a folder"):

@@ -55,7 +55,7 @@ def _code_jobs(interview, *jobs: tuple[str, tuple[str, str, str]]):
     draft = JobsAndQuotes(jobs=[JobDraft(sentence=numbers[evidence], when=when, i_want_to=want, so_i_can=outcome,
                                          dimension="functional") for evidence, (when, want, outcome) in jobs])
     rate = load_strategy("rate")
-    jobs_pass = replace(rate, passes=tuple(p for p in rate.passes if p.response_model == "JobsAndQuotes"))
+    jobs_pass = replace(rate, passes=tuple(p for p in rate.passes if p.response_model in ("Jobs", "JobsAndQuotes")))
     return code_chunk(AnswersWith(draft), transcript, chunk, jobs_pass, PROVENANCE)
 
 
@@ -85,6 +85,32 @@ def test_a_statement_built_from_its_evidence_is_kept_beside_one_that_is_not(inte
     assert job.quote == JET_ENGINE and job.statement.startswith(f"When {FROM_ITS_EVIDENCE[0]},")
     assert [r["statement"] for r in result.rejected] == [f"When {INJECTED[0]}, I want to {INJECTED[1]}, "
                                                          f"so I can {INJECTED[2]}."]
+
+
+def test_a_story_that_copies_the_prompts_worked_examples_is_dropped_with_the_reason(interview):
+    """The jobs pass reads the rating pass's answered examples first (its prompt shares their KV cache);
+    the 1.5B model then sometimes tells the examples' commuter's story in another interview (dev: "When I
+    drove to the office, ..." in a meal-kit interview, variant 10 and 26). Such a part is dropped; a
+    story in the interview's own words beside it is kept."""
+    leaked = ("I drove to the office", "stop the jet engine every morning", "grab my keys without thinking")
+    result = _code_jobs(interview, (JET_ENGINE, FROM_ITS_EVIDENCE), (JET_ENGINE, leaked))
+    [job] = result.codes
+    assert job.statement.startswith(f"When {FROM_ITS_EVIDENCE[0]},")
+    [rejected] = result.rejected
+    assert rejected["statement"].startswith("When I drove to the office")
+    assert "copies the prompt's worked examples" in rejected["reason"] and "'office'" in rejected["reason"]
+
+
+def test_a_part_is_a_copy_only_when_the_interview_never_says_its_words():
+    from jtbd.coding.ground import copied_from_examples
+
+    examples = "Priya (customer): [1] I drove to the office. [2] The ring road added forty minutes each way."
+    assert copied_from_examples(["I drove to the office", "get there"], examples, "We bought a grinder.")
+    # the interview says them too: the customer's own words, kept
+    assert copied_from_examples(["I drove to the office"], examples, "I drove to the office with it.") is None
+    # one borrowed word among the interview's own: kept
+    assert copied_from_examples(["the grinder woke the office every morning"], examples,
+                                "The grinder woke everyone every morning.") is None
 
 
 def test_a_rejected_statement_is_counted_apart_from_rejected_quotes_in_the_report():

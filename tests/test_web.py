@@ -319,6 +319,51 @@ def test_a_reset_takes_every_decision_on_a_code_back_and_counts_it_a_suggestion(
     assert exported.status_code == 200 and exported.content == b""  # nothing reviewed to export
 
 
+def test_the_trend_shows_agreement_by_review_order_and_each_re_decision(hostile):
+    """The study page's trend: the reviewed suggestions in the order first answered, in batches (of 20
+    on the page), a batch also ending at a re-decision; the same counts as the agreement beside it."""
+    from datetime import datetime, timezone
+
+    from jtbd.coding.from_reviews import study_decision_path
+    from jtbd.coding.learned import LearnedDecision
+    from jtbd.prompts import load_strategy
+    from jtbd.web.views import review_trend
+
+    settings, store = hostile
+    client = _client(settings, store)
+    csrf = _csrf(client.get("/interview/hostile"))
+    ids = _code_ids(client)
+    assert client.get("/.json").json()["review_trend"] == {"batch_size": 20, "reviewed": 0, "batches": [],
+                                                            "redecisions": []}
+    _decide(client, csrf, code_id=ids["force.push"], action="accept")
+    _decide(client, csrf, code_id=ids["trigger"], action="reject")
+    _decide(client, csrf, code_id=ids["trigger"], action="undo")  # taken back: answered anew below, later
+    _decide(client, csrf, code_id=ids["force.habit"], action="relabel", kind="force", force="anxiety")
+    _decide(client, csrf, code_id=ids["trigger"], action="accept")
+    study = client.get("/.json").json()
+    [batch] = study["review_trend"]["batches"]
+    assert (batch["first"], batch["last"], batch["accepted"], batch["changed"], batch["rejected"]) == (1, 3, 2, 1, 0)
+    assert {k: batch[k] for k in ("reviewed", "precision", "kept", "kappa")} == \
+        {k: study["review"][k] for k in ("reviewed", "precision", "kept", "kappa")}
+    in_twos = review_trend(store.history("default"), size=2)["batches"]
+    assert [(b["first"], b["last"], b["precision"]) for b in in_twos] == [(1, 2, 0.5), (3, 3, 1.0)]  # push, habit | trigger
+    # `jtbd redecide` keeps when it fitted the study's decision in its file: the batch ends there
+    path = study_decision_path(settings.data_dir, "default")
+    path.parent.mkdir(parents=True)
+    decision = LearnedDecision.from_json(load_strategy().learned, "bundled")
+    decision.reviews = {"fits": [{"at": datetime.now(timezone.utc).isoformat(), "answered": 3}]}
+    decision.save(path)
+    _decide(client, csrf, code_id=ids["job.functional"], action="accept")
+    trend = client.get("/.json").json()["review_trend"]
+    assert [(b["first"], b["last"], b["after_redecisions"], b["precision"]) for b in trend["batches"]] == [
+        (1, 3, 0, pytest.approx(2 / 3, abs=1e-3)), (4, 4, 1, 1.0)]
+    assert [r["after_reviewed"] for r in trend["redecisions"]] == [3]
+    page = _parsed(client.get("/").text)
+    drawn = [a for tag, a in page.elements if tag == "g" and a.get("class") == "trend-batch"]
+    assert [(a["data-first"], a["data-last"]) for a in drawn] == [("1", "3"), ("4", "4")]
+    assert [a["data-after"] for tag, a in page.elements if tag == "g" and a.get("class") == "trend-redecision"] == ["3"]
+
+
 def test_a_decision_without_the_csrf_token_is_refused_and_not_saved(hostile):
     settings, store = hostile
     client = _client(settings, store)

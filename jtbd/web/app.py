@@ -38,6 +38,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from jtbd.coding.from_reviews import redecision_times, study_decision_path
 from jtbd.coding.reviews import ReviewedCode, ReviewStore, ReviewStoreError
 from jtbd.schemas.transcript import Transcript, format_timestamp
 from jtbd.settings import Settings, source_of, study_collection
@@ -46,7 +47,7 @@ from jtbd.web.catalogue import Catalogue
 from jtbd.web.security import Guard, csrf_ok
 from jtbd.web.views import (DIMENSIONS, FACETS, FORCES, KINDS, STATUS_WORDS, CodeView, agreement,
                             anchor_of, code_view, codes_by_turn, codes_starting_in, facet_counts, matches,
-                            pieces)
+                            pieces, review_trend)
 
 HERE = Path(__file__).parent
 EXPORT_FORMATS = ("csv", "json", "md", "gold", "qdpx")
@@ -194,9 +195,12 @@ def study_page(bench: Workbench, request: Request) -> Response:
         t = transcripts[tid]
         interviews.append({"id": tid, "source": t.source if t else tid, "href": link(_interview_path(tid)),
                            "codes": counts, "review": catalogue.agreement(tid).as_json()})
+    trend = review_trend(bench.reviews.history(study),
+                         redecision_times(study_decision_path(bench.settings.data_dir, study)))
     data = {
         "study": study, "studies": bench.reviews.studies(), "interviews": interviews,
         "review": catalogue.agreement().as_json(),
+        "review_trend": trend,
         "forces": _forces_data(kept, per_quadrant=3, spread=True),
         "triggers": [c.as_json() for c in kept if c.kind == "trigger"],
         "jobs": [c.as_json() for c in kept if c.kind == "job"],
@@ -206,6 +210,7 @@ def study_page(bench: Workbench, request: Request) -> Response:
     pictures = {
         "forces_svg": _forces_svg(kept, link, 3, True),
         "timeline_svg": svg.timeline_svg(rows, lambda c: _code_href(c, link)),
+        "trend_svg": svg.trend_svg(trend),
     }
     return bench.render(request, "study.html", data, triggers=[c for c in kept if c.kind == "trigger"],
                         jobs=[c for c in kept if c.kind == "job"], code_href=lambda c: _code_href(c, link),

@@ -183,3 +183,49 @@ def _marker(code: CodeView, x: float, mid: float, href: str) -> str:
 
 def _short(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def trend_svg(trend: dict) -> Markup:
+    """The model's agreement by review order (views.review_trend): along the reviewed suggestions in
+    the order they were first answered, a bar per batch as high as its precision (the share whose label
+    the reviewer kept), and a dashed line at each re-decision (`jtbd redecide`)."""
+    width, height, left, right, top, bottom = 760, 190, 44, 16, 18, 38
+    plot_w, plot_h = width - left - right, height - top - bottom
+    total = max(trend["reviewed"], 1)
+
+    def x(n: float) -> float:
+        return left + plot_w * n / total
+
+    def y(value: float) -> float:
+        return top + plot_h * (1 - value)
+
+    parts = [f'<svg class="trend" viewBox="0 0 {width} {height}" role="img" xmlns="http://www.w3.org/2000/svg" '
+             f'aria-label="the model\u2019s agreement as reviews accumulate">']
+    for value in (0.0, 0.5, 1.0):
+        parts.append(f'<line x1="{left}" y1="{y(value):.1f}" x2="{width - right}" y2="{y(value):.1f}" stroke="#ddd"/>')
+        parts.append(_text(left - 30, y(value) + 4, [f"{value:.1f}"], "row-hint"))
+    for b in trend["batches"]:
+        x0, x1 = x(b["first"] - 1) + 1, x(b["last"]) - 1
+        precision = b["precision"] or 0.0
+        kappa = "" if b["kappa"] is None else f", kappa {b['kappa']:.2f} over {b['kappa_pairs']} forces"
+        title = (f"reviewed suggestions {b['first']}\u2013{b['last']}: precision {precision:.2f} "
+                 f"({b['accepted']} accepted, {b['changed']} changed, {b['rejected']} rejected){kappa}")
+        parts.append(f'<g class="trend-batch" data-first="{b["first"]}" data-last="{b["last"]}" '
+                     f'data-precision="{precision}"><title>{escape(title)}</title>'
+                     f'<rect x="{x0:.1f}" y="{y(precision):.1f}" width="{max(x1 - x0, 1):.1f}" '
+                     f'height="{plot_h * precision:.1f}" fill="{COLOURS["job"]}" '
+                     f'fill-opacity="{0.6 if b["after_redecisions"] else 0.35}" stroke="#0072B2"/>'
+                     + _text((x0 + x1) / 2 - 12, y(precision) - 4, [f"{precision:.2f}"], "row-hint")
+                     + _text((x0 + x1) / 2 - 14, height - bottom + 16, [f"{b['first']}\u2013{b['last']}"], "row-hint")
+                     + "</g>")
+    for r in trend["redecisions"]:
+        at = x(r["after_reviewed"])
+        parts.append(f'<g class="trend-redecision" data-after="{r["after_reviewed"]}"><title>re-decided '
+                     f'{escape(r["at"])}</title><line x1="{at:.1f}" y1="{top - 6}" x2="{at:.1f}" '
+                     f'y2="{height - bottom}" stroke="#222" stroke-dasharray="4 3"/>'
+                     + _text(at + 4, top + 4, ["re-decided"], "axis-label") + "</g>")
+    if not trend["batches"]:
+        parts.append(_text(left + 10, top + plot_h / 2, ["no reviewed suggestions yet"], "row-hint"))
+    parts.append(_text(left, height - 4, ["reviewed suggestions, in the order first answered"], "row-hint"))
+    parts.append("</svg>")
+    return Markup("".join(parts))

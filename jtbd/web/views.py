@@ -275,6 +275,61 @@ def _same(a: dict, b: dict) -> bool:
     return _label_of(a) == _label_of(b) and all(_get(a, k) == _get(b, k) for k in ("char_start", "char_end"))
 
 
+# --- how agreement moves as reviews accumulate --------------------------------------------------
+
+TREND_BATCH = 20  # reviewed suggestions a point of the trend
+
+
+@dataclass(frozen=True)
+class _Answered:
+    """A code as its latest answer leaves it, in the shape `tally` reads (a ReviewedCode's)."""
+    status: str
+    decision: Any
+    code: dict
+
+
+def review_trend(history: Sequence[Any], redecided: Sequence[Any] = (), size: int = TREND_BATCH) -> dict[str, Any]:
+    """The model's agreement with the reviewer by review order: the study's reviewed suggestions in the
+    order a person first answered them (after any reset that took an answer back), in batches of `size`,
+    a batch also ending at a re-decision (`redecided`: when each was made, datetimes), so a batch's
+    suggestions all came from one decision; each batch's agreement as the page counts it. Read from the
+    decisions alone (ReviewStore.history, oldest first): a few thousand rows, not every code."""
+    first: dict[tuple[str, str], tuple[int, Any]] = {}
+    last: dict[tuple[str, str], Any] = {}
+    for n, d in enumerate(history):
+        key = (d.transcript, d.code_id)
+        if d.action == "reset":  # taken back: the code is a suggestion again, until answered anew
+            first.pop(key, None)
+            last.pop(key, None)
+        elif d.action != "note":
+            first.setdefault(key, (n, d.at))
+            last[key] = d
+    answered = sorted((first[key], _Answered("rejected" if d.action == "reject" else "accepted", d,
+                                             d.code or d.suggestion or {}))
+                      for key, d in last.items())
+    marks = sorted(redecided)
+    batches: list[list[tuple[Any, _Answered]]] = []
+    for (_, at), item in answered:
+        if answered_as(item) not in ("accepted", "changed", "rejected"):
+            continue  # a person's own code: no suggestion to agree with
+        period = sum(m <= at for m in marks)
+        if not batches or len(batches[-1]) == size or batches[-1][0][0] != period:
+            batches.append([])
+        batches[-1].append((period, item))
+    out, done = [], 0
+    for batch in batches:
+        agreed = agreement_of([tally(item for _, item in batch)])
+        out.append({"first": done + 1, "last": done + len(batch), "after_redecisions": batch[0][0],
+                    **{k: v for k, v in agreed.as_json().items() if k in ("reviewed", "accepted", "changed",
+                                                                          "rejected", "precision", "kept", "kappa",
+                                                                          "kappa_pairs")}})
+        done += len(batch)
+    return {"batch_size": size, "reviewed": done, "batches": out,
+            "redecisions": [{"at": m.isoformat(timespec="seconds"),
+                             "after_reviewed": sum(b["reviewed"] for b in out if b["after_redecisions"] < period)}
+                            for period, m in enumerate(marks, start=1)]}
+
+
 # --- a turn cut into highlighted pieces ---------------------------------------------------------
 
 
