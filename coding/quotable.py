@@ -25,7 +25,7 @@ from typing import Sequence
 
 import numpy as np
 
-from jtbd.coding.decide import MIN_STD, MIN_STD_WORDS, RatedSentence, expected_f1_count, unique_sentences
+from jtbd.coding.decide import CODES, MIN_STD, MIN_STD_WORDS, RatedSentence, expected_f1_count, unique_sentences
 from jtbd.coding.learned import fit_multinomial, sentence_features
 
 FORMAT = "jtbd-quotable-lines/1"
@@ -137,7 +137,6 @@ def by_rules(rated: Sequence[RatedSentence], text: str, per_2000_words: float = 
     sentences = unique_sentences(rated)
     if not sentences:
         return []
-    from jtbd.coding.decide import CODES
     lp = np.array([[s.logprobs[c] for c in (*CODES, "none")] for s in sentences])
     margin = np.logaddexp.reduce(lp[:, :-1], axis=1) - lp[:, -1]
     words = np.log([max(1, len(text[s.char_start:s.char_end].split())) for s in sentences])

@@ -345,7 +345,7 @@ def redecide(run_folder: RunFolder = None, debug: Debug = False, *, flags: dict[
             _said(f"nothing learned yet: {seen}; the study's own decision needs {MIN_EXAMPLES} answered sentences")
     if done.uncached:
         _said(f"note: not learned from, their ratings are not in the cache: {', '.join(done.uncached)}")
-    print_summary(done.summary.as_dict())
+    print_summary(done.summary.as_dict(), "jtbd redecide")
     if done.summary.transcripts_ok:
         out.print(f"open it in your browser: {serve_command(flags)}", markup=False, soft_wrap=True)
     return 1 if done.summary.transcripts_failed else 0
@@ -476,7 +476,7 @@ def _quiet_prefect() -> Any:
     return restore
 
 
-def print_summary(s: dict[str, Any]) -> None:
+def print_summary(s: dict[str, Any], command: str = "jtbd code") -> None:
     for path, problem in s["transcripts_failed"]:
         console.print(f"[red]error:[/red] {escape(f'{path}: {problem}')}", soft_wrap=True)
     for path, reason in s.get("skipped", []):
@@ -485,7 +485,7 @@ def print_summary(s: dict[str, Any]) -> None:
         tid = s.get("transcript_ids", {}).get(path, path)
         who = ", ".join(f"{label} ({role}, {_plural(turns, 'turn')})" for label, role, turns in speakers)
         out.print(f"speakers in {tid}: {who}", markup=False, soft_wrap=True)
-    table = Table(title="jtbd code: summary", show_header=False)
+    table = Table(title=f"{command}: summary", show_header=False)
     rows = [
         ("transcripts ok / failed", f"{len(s['transcripts_ok'])} / {len(s['transcripts_failed'])}"),
         ("chunks (cache hits)", f"{s['chunks']} ({s['cache_hits']})"),

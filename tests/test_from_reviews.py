@@ -243,7 +243,7 @@ def test_a_redecision_makes_no_model_call_and_leaves_every_reviewed_code_as_it_w
                                  "--out", str(tmp_path / "run2"))
         assert cassette.play_count == 0
     assert status == 0, err
-    assert _llm_calls(said) == 0
+    assert _llm_calls(said) == 0 and "jtbd redecide: summary" in said
     path = study_decision_path(settings.data_dir, "default")
     assert "learned from 7 answered sentences in 1 interview (0 reviewed completely; 7 examples: " in said
     assert f"written to {path}" in said and re.search(r"decision\s*│ learned from study default's reviews", said)
