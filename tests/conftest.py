@@ -140,6 +140,46 @@ def run_paths(paths, settings, out_dir):
     return run_batch([str(p) for p in paths], settings, str(out_dir))
 
 
+EXAMPLE = ROOT / "examples" / "espresso_machine.txt"
+
+
+def code_example_once(my_vcr, folder: Path) -> Path:
+    """Code the bundled espresso example from its recording into folder/data and folder/run."""
+    with my_vcr.use_cassette("flow/espresso_machine.yaml"):
+        summary = run_paths([EXAMPLE], server_settings(folder / "data"), folder / "run")
+    assert summary.transcripts_ok == [str(EXAMPLE)], summary.transcripts_failed
+    return folder
+
+
+def copy_of_coded(coded: Path, tmp_path: Path, monkeypatch):
+    """A copy of a coded data folder in an isolated environment: (settings, the run's codes by id)."""
+    import json
+    import shutil
+
+    isolate_env(tmp_path, monkeypatch)
+    shutil.copytree(coded / "data", tmp_path / "data")
+    codes = [json.loads(line) for line in (coded / "run" / "codes.jsonl").read_text().splitlines()]
+    return server_settings(tmp_path / "data"), {c["id"]: c for c in codes}
+
+
+def cli_runner(monkeypatch, capsys):
+    """`jtbd ARGV` in process: (exit status, stdout, stderr), each stream captured as it is now."""
+    import sys
+
+    from rich.console import Console
+
+    import jtbd.cli
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        monkeypatch.setattr(jtbd.cli, "out", Console(file=sys.stdout, width=300))
+        monkeypatch.setattr(jtbd.cli, "console", Console(file=sys.stderr, width=300))
+        status = jtbd.cli.main(list(argv))
+        said = capsys.readouterr()
+        return status, said.out, said.err
+
+    return run
+
+
 @pytest.fixture()
 def data_dir(tmp_path, monkeypatch):
     """A private Chroma store and result cache for one test."""

@@ -6,17 +6,15 @@ Chroma store, the review database and the cached chunk results), so a re-run mak
 
 from __future__ import annotations
 
-import json
-import shutil
 import sqlite3
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import RECORD_BASE_URL, RECORD_MODEL, ROOT, isolate_env, run_paths, server_settings
+from conftest import (
+    EXAMPLE, RECORD_BASE_URL, RECORD_MODEL, cli_runner, code_example_once, copy_of_coded, run_paths,
+)
 
-EXAMPLE = ROOT / "examples" / "espresso_machine.txt"
 CASSETTE = "flow/espresso_machine.yaml"
 TID = "espresso_machine"
 SERVER_FLAGS = ["--backend", "openai", "--base-url", RECORD_BASE_URL, "--model", RECORD_MODEL, "--llm-mode",
@@ -26,40 +24,23 @@ SERVER_FLAGS = ["--backend", "openai", "--base-url", RECORD_BASE_URL, "--model",
 
 @pytest.fixture(scope="module")
 def coded_once(prefect_harness, my_vcr, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("studies")
-    with my_vcr.use_cassette(CASSETTE):
-        summary = run_paths([EXAMPLE], server_settings(folder / "data"), folder / "run")
-    assert summary.transcripts_ok == [str(EXAMPLE)], summary.transcripts_failed
-    return folder
+    return code_example_once(my_vcr, tmp_path_factory.mktemp("studies"))
 
 
 @pytest.fixture()
 def study(coded_once, tmp_path, monkeypatch):
     """A copy of the coded data folder: (settings, the first run's codes by id)."""
-    isolate_env(tmp_path, monkeypatch)
-    shutil.copytree(coded_once / "data", tmp_path / "data")
-    codes = [json.loads(line) for line in (coded_once / "run" / "codes.jsonl").read_text().splitlines()]
-    return server_settings(tmp_path / "data"), {c["id"]: c for c in codes}
+    return copy_of_coded(coded_once, tmp_path, monkeypatch)
 
 
 @pytest.fixture()
 def jtbd(monkeypatch, capsys):
     """`jtbd ARGV` in process: (exit status, stdout, stderr). The options' network checks are skipped:
     the recorded server is not running."""
-    from rich.console import Console
-
     import jtbd.cli
 
     monkeypatch.setattr(jtbd.cli, "check_code_options", lambda *args: None)
-
-    def run(*argv: str) -> tuple[int, str, str]:
-        monkeypatch.setattr(jtbd.cli, "out", Console(file=sys.stdout, width=300))  # the captured streams of now
-        monkeypatch.setattr(jtbd.cli, "console", Console(file=sys.stderr, width=300))
-        status = jtbd.cli.main(list(argv))
-        said = capsys.readouterr()
-        return status, said.out, said.err
-
-    return run
+    return cli_runner(monkeypatch, capsys)
 
 
 def _reviews(settings):

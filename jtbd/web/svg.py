@@ -225,7 +225,7 @@ def trend_svg(trend: dict) -> Markup:
                      f'y2="{height - bottom}" stroke="#222" stroke-dasharray="4 3"/>'
                      + _text(at + 4, top + 4, ["re-decided"], "axis-label") + "</g>")
     if not trend["batches"]:
-        parts.append(_text(left + 10, top + plot_h / 2, ["no reviewed suggestions yet"], "row-hint"))
+        parts.append(_text(left + 10, top + plot_h / 4, ["no reviewed suggestions yet"], "row-hint"))
     parts.append(_text(left, height - 4, ["reviewed suggestions, in the order first answered"], "row-hint"))
     parts.append("</svg>")
     return Markup("".join(parts))
