@@ -198,40 +198,80 @@ PREFIX_TOKENS, QUESTION_TOKENS, GENERATED_TOKENS = 800, 44, 32  # the sizes the 
 BATCH_AS_PREFIX = 100  # an evaluation of this many tokens or more is timed against the prefix speed
 
 
+RAW_DEPTHS = (0, 700, 1400)  # tokens already in the KV cache when the timed 800 are read (see raw_speeds)
+RAW_REPEATS = {"prefix": 2, "question": 10, "generated": 2}
+
+
 def raw_speeds(llama: Any, text: str) -> dict[str, Any]:
-    """llama.cpp's own speed on this machine, without the product: an 800-token prefix from an
-    empty cache (3 times), a 44-token question after that prefix (10 times, the prefix kept), and
-    32 tokens generated one at a time (greedy, twice)."""
+    """llama.cpp's own speed on this machine, without the product: an 800-token prefix, a 44-token
+    question after it (10 times, the prefix kept) and 32 tokens generated one at a time (greedy,
+    twice), each at three depths: after 0, 700 and 1,400 tokens already in the KV cache. A token costs
+    more the more tokens it attends to, and the product reads its windows after about 1,200 tokens of
+    system prompt and answered examples and asks its questions after about 2,000, so the limit is
+    taken at the positions the product evaluates (`by_depth`); the flat numbers are depth 0."""
     import numpy as np
 
     tokens = llama.tokenize(text.encode("utf-8"), add_bos=False, special=False)
-    need = PREFIX_TOKENS + QUESTION_TOKENS
+    need = RAW_DEPTHS[-1] + PREFIX_TOKENS + QUESTION_TOKENS
     tokens = (tokens * (need // max(1, len(tokens)) + 1))[:need]
-    prefix, question = tokens[:PREFIX_TOKENS], tokens[PREFIX_TOKENS:]
-    prefill, asked, generated = [], [], []
-    for _ in range(3):
-        llama.reset()
-        t0 = time.perf_counter()
-        llama.eval(prefix)
-        prefill.append(time.perf_counter() - t0)
-    for _ in range(10):
-        llama.n_tokens = PREFIX_TOKENS  # the prefix stays in the KV cache; only the question is read
-        t0 = time.perf_counter()
-        llama.eval(question)
-        asked.append(time.perf_counter() - t0)
-    for _ in range(2):
-        llama.n_tokens = need
-        llama.eval(question[-1:])
-        t0 = time.perf_counter()
-        for _ in range(GENERATED_TOKENS):
-            logits = np.ctypeslib.as_array(llama._ctx.get_logits(), shape=(llama.n_vocab(),))
-            llama.eval([int(np.argmax(logits))])
-        generated.append(time.perf_counter() - t0)
     llama.reset()
-    return {"prefix_tokens_per_second": round(PREFIX_TOKENS / statistics.median(prefill), 1),
+    by_depth = []
+    for depth in RAW_DEPTHS:  # the tokens before `depth` are in the cache from the depth before
+        end, asked_end = depth + PREFIX_TOKENS, depth + PREFIX_TOKENS + QUESTION_TOKENS
+        prefill, asked, generated = [], [], []
+        for _ in range(RAW_REPEATS["prefix"]):
+            llama.n_tokens = depth  # what follows `depth` is dropped from the KV cache and read again
+            t0 = time.perf_counter()
+            llama.eval(tokens[depth:end])
+            prefill.append(time.perf_counter() - t0)
+        for _ in range(RAW_REPEATS["question"]):
+            llama.n_tokens = end  # the prefix stays in the KV cache; only the question is read
+            t0 = time.perf_counter()
+            llama.eval(tokens[end:asked_end])
+            asked.append(time.perf_counter() - t0)
+        for _ in range(RAW_REPEATS["generated"]):
+            llama.n_tokens = asked_end - 1
+            llama.eval(tokens[asked_end - 1:asked_end])
+            t0 = time.perf_counter()
+            for _ in range(GENERATED_TOKENS):
+                logits = np.ctypeslib.as_array(llama._ctx.get_logits(), shape=(llama.n_vocab(),))
+                llama.eval([int(np.argmax(logits))])
+            generated.append(time.perf_counter() - t0)
+        by_depth.append({
+            "depth": depth,
+            "prefix_position": depth + PREFIX_TOKENS / 2,
+            "prefix_tokens_per_second": round(PREFIX_TOKENS / statistics.median(prefill), 1),
+            "question_position": end + QUESTION_TOKENS / 2,
             "question_tokens_per_second": round(QUESTION_TOKENS / statistics.median(asked), 1),
             "question_seconds": round(statistics.median(asked), 3),
-            "generated_tokens_per_second": round(GENERATED_TOKENS / statistics.median(generated), 2)}
+            "generated_position": asked_end + GENERATED_TOKENS / 2,
+            "generated_tokens_per_second": round(GENERATED_TOKENS / statistics.median(generated), 2)})
+    llama.reset()
+    flat = {k: v for k, v in by_depth[0].items() if k.endswith(("_per_second", "_seconds"))}
+    return {**flat, "by_depth": by_depth}
+
+
+def speed_at(points: list[tuple[float, float]], position: float) -> float:
+    """Tokens a second at a position, linear between the measured (position, speed) points, the
+    nearest measured speed beyond them."""
+    points = sorted(points)
+    if position <= points[0][0]:
+        return points[0][1]
+    for (x0, y0), (x1, y1) in zip(points, points[1:]):
+        if position <= x1:
+            return y0 + (y1 - y0) * (position - x0) / (x1 - x0)
+    return points[-1][1]
+
+
+def limit_at_positions(evals: list[tuple[str, int, int]], by_depth: list[dict[str, Any]]) -> float:
+    """Seconds llama.cpp alone needs for the product's evaluations, each (part, tokens already in
+    the cache, tokens read) at the raw speed measured nearest its position: a prompt evaluation of
+    100 tokens or more at the prefix speed, a shorter one at the question speed, a generated token
+    at the generation speed."""
+    curves = {part: [(d[f"{kind}_position"], d[f"{kind}_tokens_per_second"]) for d in by_depth]
+              for part, kind in (("eval_prefix", "prefix"), ("eval_question", "question"),
+                                 ("eval_generated", "generated"))}
+    return sum(n / speed_at(curves[part], past + n / 2) for part, past, n in evals)
 
 
 class Clock:
@@ -244,6 +284,7 @@ class Clock:
         self.counts: dict[str, int] = {}
         self.lock = threading.Lock()
         self.local = threading.local()
+        self.evals: list[tuple[str, int, int]] = []  # (part, tokens already in the cache, tokens read)
 
     def add(self, name: str, seconds: float, count: int = 1) -> None:
         with self.lock:
@@ -288,9 +329,11 @@ def wrap_eval(clock: Clock, llama: Any) -> None:
             dt = time.perf_counter() - t0
             if in_create and not first and len(tokens) == 1:
                 clock.add("eval_generated", dt, 1)
+                clock.evals.append(("eval_generated", past, 1))
             else:
                 part = "eval_prefix" if len(tokens) >= BATCH_AS_PREFIX else "eval_question"
                 clock.add(part, dt, len(tokens))
+                clock.evals.append((part, past, len(tokens)))
                 full = np.asarray(list(llama.input_ids[:past]) + tokens)
                 best = 0
                 for old in seen:
@@ -361,11 +404,15 @@ def bench_limit(paths: list[str], data_dir: Path) -> dict[str, Any]:
     clock = Clock()
     instrument(clock, llama, llm)
     taken: dict[str, Any] = {}
-    code = bench_code(paths, data_dir, lambda: taken.update(s=dict(clock.seconds), n=dict(clock.counts)))
+    code = bench_code(paths, data_dir, lambda: taken.update(s=dict(clock.seconds), n=dict(clock.counts),
+                                                            evals=list(clock.evals)))
     s, n = taken["s"], taken["n"]  # the first run's: the second is served by the cache
     del llama.eval, llama.sample, llama.tokenize, llama.create_chat_completion_openai_v1  # the class's own again
     after = raw_speeds(llama, text)
-    speed = {key: round((before[key] + after[key]) / 2, 2) for key in before}
+    speed = {key: round((before[key] + after[key]) / 2, 2) for key in before if key != "by_depth"}
+    by_depth = [{key: (round((b[key] + a[key]) / 2, 2) if key.endswith(("_per_second", "_seconds")) else b[key])
+                 for key in b} for b, a in zip(before["by_depth"], after["by_depth"])]
+    positioned = limit_at_positions(taken["evals"], by_depth)
 
     def secs(name: str) -> float:
         return s.get(name, 0.0)
@@ -414,10 +461,26 @@ def bench_limit(paths: list[str], data_dir: Path) -> dict[str, Any]:
             "tokens_evaluated": prefix_tokens + question_tokens, "tokens_generated": generated,
             "limit_seconds": round(limit, 1), "model_seconds": model,
             "ratio_model_to_limit": round(model / limit, 2) if limit else None,
+            "raw_speed_by_depth": by_depth, "limit_at_positions_seconds": round(positioned, 1),
+            "ratio_model_to_limit_at_positions": round(model / positioned, 2) if positioned else None,
+            "tokens_by_position": _tokens_by_position(taken["evals"]),
             "breakdown": {name: {"seconds": round(sec, 2), "count": cnt} for name, (sec, cnt) in parts.items()}}
 
 
 VERSIONS = ("rate-v25", "rate")  # the default before issue 27's jobs pass and quotable lines, and now
+
+
+def joined_interview(paths: list[str], out: Path) -> Path:
+    """One long interview from several (an hour is 7,000 to 10,000 words; the gold interviews are
+    1,500 to 5,000): their turns in order, relabelled Interviewer: / Customer:, as one .txt file."""
+    from jtbd.coding.parse import load_transcript
+
+    label = {"interviewer": "Interviewer", "interviewee": "Customer"}
+    lines = [f"{label.get(turn.role.value, 'Other')}: {' '.join(turn.text.split())}"
+             for path in paths for turn in load_transcript(Path(path)).turns]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n\n".join(lines) + "\n", encoding="utf-8")
+    return out
 
 
 def bench_versions(paths: list[str], root: Path, order: tuple[str, ...] = (*VERSIONS, *reversed(VERSIONS))) -> dict[str, Any]:
@@ -459,13 +522,25 @@ def bench_versions(paths: list[str], root: Path, order: tuple[str, ...] = (*VERS
 
 def versions_table(result: dict[str, Any]) -> str:
     rows = ["| | " + " | ".join(VERSIONS) + " |", "|---|" + "---|" * len(VERSIONS)]
-    for key, label in (("wall_seconds", "wall (s, mean of 2)"), ("llm_seconds", "in the model (s)"),
+    n = min(len(result["runs"][v]) for v in VERSIONS)
+    for key, label in (("wall_seconds", f"wall (s, mean of {n})" if n > 1 else "wall (s)"), ("llm_seconds", "in the model (s)"),
                        ("tokens_evaluated", "tokens evaluated"), ("tokens_generated", "tokens generated"),
                        ("llm_calls", "model calls")):
         rows.append(f"| {label} | " + " | ".join(str(result["mean"][v][key]) for v in VERSIONS) + " |")
     rows.append(f"speed-up: wall {result['speed_up_wall']}x, model {result['speed_up_model']}x; "
                 f"tokens evaluated {result['tokens_evaluated_ratio']:.0%} of before")
     return "\n".join(rows)
+
+
+def _tokens_by_position(evals: list[tuple[str, int, int]]) -> dict[str, dict[str, float]]:
+    """Per part: tokens read and their mean position (tokens already in the cache before each)."""
+    out = {}
+    for part in ("eval_prefix", "eval_question", "eval_generated"):
+        mine = [(past, n) for p, past, n in evals if p == part]
+        tokens = sum(n for _, n in mine)
+        out[part] = {"tokens": tokens,
+                     "mean_position": round(sum((past + n / 2) * n for past, n in mine) / tokens) if tokens else 0}
+    return out
 
 
 def limit_table(result: dict[str, Any]) -> str:
@@ -481,13 +556,30 @@ def limit_table(result: dict[str, Any]) -> str:
         f"  wall {code['wall_seconds']} s, model {code['llm_seconds']} s, {code['llm_calls']} calls, "
         f"{code['sentences_rated']} sentences rated, {result['tokens_evaluated']} tokens evaluated "
         f"(of {code['prompt_tokens']} prompt tokens sent), {result['tokens_generated']} generated",
-        f"  raw limit for those tokens {result['limit_seconds']} s; model time / limit = {result['ratio_model_to_limit']}",
+        f"  raw limit for those tokens at the sizes above {result['limit_seconds']} s; "
+        f"model time / limit = {result['ratio_model_to_limit']}",
         "  llama.cpp's own evaluation inside the product (the same moments as the product, so the machine's load "
         "cancels): prefix {prefix_tokens_per_second} tokens/s, questions {question_tokens_per_second} tokens/s, "
         "generation {generated_tokens_per_second} tokens/s; {llama_cpp_seconds} s, model time / that = "
         "{model_seconds_over_llama_cpp_seconds}".format(**result["speed_inside_product"]),
         "where the wall time goes                                                      seconds   count",
     ]
+    if result.get("raw_speed_by_depth"):  # a result of a version before the depths has none
+        at = result["tokens_by_position"]
+        depth_lines = ["raw speed by position (tokens already in the KV cache; same run, mean of before and after)",
+                       "  position of the prefix / question / generated tokens   prefix   question   generation (tokens/s)"]
+        depth_lines += [f"  {d['prefix_position']:>6.0f} / {d['question_position']:>6.0f} / {d['generated_position']:>6.0f}"
+                        f"                         {d['prefix_tokens_per_second']:8.1f} {d['question_tokens_per_second']:10.1f}"
+                        f" {d['generated_tokens_per_second']:12.2f}" for d in result["raw_speed_by_depth"]]
+        depth_lines.append(
+            f"  the product's tokens, mean position: prefix {at['eval_prefix']['mean_position']} "
+            f"({at['eval_prefix']['tokens']}), questions {at['eval_question']['mean_position']} "
+            f"({at['eval_question']['tokens']}), generated {at['eval_generated']['mean_position']} "
+            f"({at['eval_generated']['tokens']})")
+        depth_lines.append(f"  raw limit for those tokens at their positions {result['limit_at_positions_seconds']} s; "
+                           f"model time / limit = {result['ratio_model_to_limit_at_positions']}")
+        lines[-1:-1] = depth_lines
+
     for name, row in result["breakdown"].items():
         lines.append(f"  {name:<76}{row['seconds']:8.1f}{row['count']:8d}")
     return "\n".join(lines)
@@ -1097,6 +1189,10 @@ def main(argv: list[str] | None = None) -> int:
                         default="all")
     parser.add_argument("--transcripts", nargs="+", default=[str(DEFAULT_TRANSCRIPT)],
                         help="files or folders to code (default: examples/espresso_machine.txt)")
+    parser.add_argument("--joined", action="store_true",
+                        help="code the transcripts joined into one long interview (as an hour-long one)")
+    parser.add_argument("--order", default="ABBA",
+                        help="versions: the order of the runs, A the version before, B today's (default ABBA)")
     parser.add_argument("--out", help="also write the results as JSON here")
     parser.add_argument("--model-threads", type=int, default=0,
                         help="pool: llama.cpp server threads (default: every core)")
@@ -1106,7 +1202,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                                            "platform": platform.platform()}}
+    if set(args.order) != {"A", "B"}:
+        parser.error(f"--order is {args.order!r}: a sequence of A (the version before) and B (today's), both")
     with tempfile.TemporaryDirectory(prefix="jtbd-bench-") as tmp:
+        if args.joined:
+            args.transcripts = [str(joined_interview(args.transcripts, Path(tmp) / "joined" / "hour_long.txt"))]
+            results["joined"] = True
         if args.part in ("all", "search"):
             results["search"] = bench_search(Path(tmp) / "search")
             print(json.dumps({"search": results["search"]}, indent=2), flush=True)
@@ -1117,7 +1218,8 @@ def main(argv: list[str] | None = None) -> int:
             results["pool"] = bench_pool(args.transcripts, Path(tmp) / "pool", threads=args.model_threads)
             print(pool_table(results["pool"]), flush=True)
         if args.part == "versions":
-            results["versions"] = bench_versions(args.transcripts, Path(tmp) / "versions")
+            order = tuple(VERSIONS[0] if c == "A" else VERSIONS[1] for c in args.order)
+            results["versions"] = bench_versions(args.transcripts, Path(tmp) / "versions", order)
             print(versions_table(results["versions"]), flush=True)
         if args.part == "limit":
             results["limit"] = bench_limit(args.transcripts, Path(tmp) / "limit")

@@ -54,6 +54,24 @@ def test_evaluations_are_classed_and_prefix_misses_counted():
     assert clock.counts["eval_generated"] == 3
     assert clock.counts["reevaluated_tokens"] == 120  # only the miss re-read a prefix already evaluated
     assert set(clock.seconds) == {"eval_prefix", "eval_question", "eval_generated", "reevaluated_tokens"}
+    # each evaluation's position: the tokens already in the cache before it
+    assert clock.evals == [("eval_prefix", 0, 120), ("eval_question", 120, 2), ("eval_prefix", 0, 121),
+                           ("eval_question", 121, 3), ("eval_generated", 124, 1), ("eval_generated", 125, 1),
+                           ("eval_generated", 126, 1)]
+
+
+def test_the_raw_limit_takes_each_token_at_the_speed_measured_at_its_position():
+    assert benchmark.speed_at([(400, 100.0), (1100, 80.0)], 750) == 90.0  # half way
+    assert benchmark.speed_at([(400, 100.0), (1100, 80.0)], 100) == 100.0  # before the first point: the first
+    assert benchmark.speed_at([(1100, 80.0), (400, 100.0)], 5000) == 80.0  # after the last: the last
+    by_depth = [{"prefix_position": 400, "prefix_tokens_per_second": 100.0, "question_position": 822,
+                 "question_tokens_per_second": 50.0, "generated_position": 860, "generated_tokens_per_second": 20.0},
+                {"prefix_position": 1100, "prefix_tokens_per_second": 80.0, "question_position": 1522,
+                 "question_tokens_per_second": 40.0, "generated_position": 1560, "generated_tokens_per_second": 10.0}]
+    evals = [("eval_prefix", 0, 800),       # mid 400: 800 tokens at 100/s = 8 s
+             ("eval_question", 1500, 44),   # mid 1522: 44 at 40/s = 1.1 s
+             ("eval_generated", 2000, 1)]   # beyond the last point: 1 at 10/s = 0.1 s
+    assert abs(benchmark.limit_at_positions(evals, by_depth) - 9.2) < 1e-9
 
 
 def test_a_one_token_rating_evaluation_is_a_prompt_not_generation():
@@ -82,15 +100,51 @@ def test_limit_table_names_every_part():
     assert "model time / limit = 0.75" in table and "espresso_machine.txt" in table
     assert "model time / that = 1.059" in table
     assert [line.split()[0] for line in table.splitlines()[-2:]] == ["a", "b"]
+    depth = {"prefix_position": 400, "prefix_tokens_per_second": 96.5, "question_position": 822,
+             "question_tokens_per_second": 77.0, "generated_position": 860, "generated_tokens_per_second": 28.0}
+    result |= {"raw_speed_by_depth": [depth], "limit_at_positions_seconds": 8.6,
+               "ratio_model_to_limit_at_positions": 1.05,
+               "tokens_by_position": {p: {"tokens": 10, "mean_position": 1900}
+                                      for p in ("eval_prefix", "eval_question", "eval_generated")}}
+    table = benchmark.limit_table(result)
+    assert "raw limit for those tokens at their positions 8.6 s; model time / limit = 1.05" in table
+    assert "96.5" in table and [line.split()[0] for line in table.splitlines()[-2:]] == ["a", "b"]
 
 
 def test_versions_table_reports_both_strategies_and_the_speed_up():
     run = {"wall_seconds": 100.0, "llm_seconds": 90.0, "tokens_evaluated": 7000, "tokens_generated": 100, "llm_calls": 81}
     new = dict(run, wall_seconds=50.0, llm_seconds=45.0, tokens_evaluated=3500)
-    result = {"mean": {"rate-v25": run, "rate": new}, "speed_up_wall": 2.0, "speed_up_model": 2.0,
-              "tokens_evaluated_ratio": 0.5}
+    result = {"runs": {"rate-v25": [run, run], "rate": [new, new]}, "mean": {"rate-v25": run, "rate": new},
+              "speed_up_wall": 2.0, "speed_up_model": 2.0, "tokens_evaluated_ratio": 0.5}
     table = benchmark.versions_table(result)
     assert "| tokens evaluated | 7000 | 3500 |" in table and "wall 2.0x" in table and "50% of before" in table
+    assert "| wall (s, mean of 2) | 100.0 | 50.0 |" in table
+    once = dict(result, runs={"rate-v25": [run], "rate": [new]})  # --order AB
+    assert "| wall (s) | 100.0 | 50.0 |" in benchmark.versions_table(once)
+
+
+def test_an_hour_long_interview_is_the_transcripts_turns_in_order_relabelled(tmp_path):
+    from jtbd.coding.parse import load_transcript
+
+    gold = ROOT / "eval" / "gold" / "dev"
+    parts = [gold / "gym_cancel.txt", gold / "crm_switch.vtt"]
+    joined = load_transcript(benchmark.joined_interview([str(p) for p in parts], tmp_path / "hour_long.txt"))
+    turns = [t for p in parts for t in load_transcript(p).turns]
+
+    def words(turns, role):  # two interviewers in a row (crm_switch's Sam and Kit) become one turn
+        return " ".join(t.text for t in turns if t.role.value == role).split()
+
+    for role in ("interviewer", "interviewee"):
+        assert words(joined.turns, role) == words(turns, role)
+    assert {t.speaker for t in joined.turns} == {"Interviewer", "Customer"}
+
+
+def test_the_versions_order_needs_both_versions(capsys):
+    import pytest
+
+    with pytest.raises(SystemExit):
+        benchmark.main(["versions", "--order", "AA"])
+    assert "--order is 'AA'" in capsys.readouterr().err
 
 
 # --- the jobs pass read in the rating windows (variant 26) ----------------------------------------------
