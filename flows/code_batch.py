@@ -72,6 +72,7 @@ class BatchSummary:
     model: str = ""
     decision: str = ""  # how ratings became codes (pipeline.decision_for)
     resubmitted: list[str] = field(default_factory=list)  # --pool: paths whose run crashed and was submitted again
+    followed: list[str] = field(default_factory=list)  # --pool: paths whose run an earlier submission left going
     # What each transcript's decision read, for scripts that fit it (not written to summary.json).
     ratings: dict[str, list[RatedSentence]] = field(default_factory=dict, repr=False)
 

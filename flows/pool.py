@@ -26,6 +26,7 @@ from __future__ import annotations
 import jtbd.environment  # noqa: F401  (quiet, offline defaults before prefect loads)
 
 import hashlib
+import json
 import os
 import shutil
 import time
@@ -292,6 +293,7 @@ class _Run:
     attempts: int = 0
     done_keys: set[str] = field(default_factory=set)
     report: TranscriptReport | None = None
+    going: bool = False  # still going when this command stopped following it: its copy stays for its worker
 
 
 def submit_batch(paths: list[str], settings: Settings, out_dir: str, pool: str,
@@ -312,14 +314,22 @@ def submit_batch(paths: list[str], settings: Settings, out_dir: str, pool: str,
     env = {**(deployment.job_variables or {}).get("env", {}), "PREFECT_LOCAL_STORAGE_PATH": str(settings.results_path),
            "PREFECT_TASKS_RUNNER_THREAD_POOL_MAX_WORKERS": str(settings.effective_concurrency)}
     with _client(api_url(), check=False) as client:
+        earlier = _earlier_runs(client, deployment.id, runs, settings, roles or {})
         for run in runs.values():
+            if run.path in earlier:  # a stopped submission's run, still going: follow it, do not code twice
+                flow_run = earlier[run.path]
+                run.run_id, run.input_path, run.attempts = flow_run.id, flow_run.parameters["input_path"], 1
+                summary.followed.append(run.path)
+                progress.emit("note", f"following {run.path}: its run {flow_run.name} from an earlier submission "
+                                      f"is {flow_run.state.name.lower()}")
+                continue
             run.input_path = _copy_input(settings, run, batch)
             _submit(client, deployment.id, run, settings, env, roles or {}, batch)
         _follow(client, runs, summary, resubmits, poll_seconds, wait_seconds, settings,
                 lambda run: _submit(client, deployment.id, run, settings, env, roles or {}, batch))
     coded = []
     for run in runs.values():
-        if run.input_path:  # this batch's copy; a stopped batch leaves its copies to its runs (and to forget)
+        if run.input_path and not run.going:  # a stopped batch leaves its copies to its runs (and to forget)
             shutil.rmtree(Path(run.input_path).parent, ignore_errors=True)
             _remove_if_empty(Path(run.input_path).parent.parent)
         if run.report is not None:
@@ -396,13 +406,55 @@ def _remove_if_empty(folder: Path) -> None:
         pass
 
 
+def _parameters(run: _Run, settings: Settings, roles: dict[str, tuple[list[str], list[str]]]) -> dict[str, Any]:
+    """A run's parameters: what codes the transcript, and where its copy is."""
+    interviewers, interviewees = roles.get(run.path, (list(settings.interviewers), []))
+    return {"transcript_id": run.transcript.id, "source_path": run.source.path,
+            "source_sha256": run.source.sha256, "input_path": run.input_path,
+            "settings": settings.public() | {"interviewers": list(settings.interviewers)},
+            "interviewers": list(interviewers), "interviewees": list(interviewees)}
+
+
+def _earlier_runs(client: Any, deployment_id: Any, runs: dict[str, _Run], settings: Settings,
+                  roles: dict[str, tuple[list[str], list[str]]]) -> dict[str, Any]:
+    """Path -> a run of the deployment not yet ended (scheduled, pending, running) that an earlier
+    submission made for the same file with the same settings, its copy still there: the submitting
+    machine was stopped and the command run again. The newest such run per file."""
+    from prefect.client.schemas.filters import (DeploymentFilter, DeploymentFilterId, FlowRunFilter,
+                                                FlowRunFilterState, FlowRunFilterStateType, FlowRunFilterTags)
+    from prefect.client.schemas.objects import StateType
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    going = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING]
+    flow_runs, offset = [], 0
+    while True:  # a page at a time: a busy pool can hold more going runs than the server answers at once
+        page = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=going)),
+                                          tags=FlowRunFilterTags(all_=["jtbd"])),
+            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])),
+            sort=FlowRunSort.EXPECTED_START_TIME_DESC, limit=PAGE, offset=offset)
+        flow_runs.extend(page)
+        if len(page) < PAGE:
+            break
+        offset += PAGE
+    wanted = {}
+    for run in runs.values():
+        same = _parameters(run, settings, roles)
+        same.pop("input_path")
+        wanted[json.dumps(same, sort_keys=True, default=str)] = run.path
+    found: dict[str, Any] = {}
+    for flow_run in flow_runs:  # newest first
+        parameters = dict(flow_run.parameters or {})
+        input_path = parameters.pop("input_path", "")
+        path = wanted.get(json.dumps(parameters, sort_keys=True, default=str))
+        if path and path not in found and input_path and Path(input_path).is_file():
+            found[path] = flow_run
+    return found
+
+
 def _submit(client: Any, deployment_id: Any, run: _Run, settings: Settings, env: dict[str, str],
             roles: dict[str, tuple[list[str], list[str]]], batch: str) -> None:
-    interviewers, interviewees = roles.get(run.path, (list(settings.interviewers), []))
-    parameters = {"transcript_id": run.transcript.id, "source_path": run.source.path,
-                  "source_sha256": run.source.sha256, "input_path": run.input_path,
-                  "settings": settings.public() | {"interviewers": list(settings.interviewers)},
-                  "interviewers": list(interviewers), "interviewees": list(interviewees)}
+    parameters = _parameters(run, settings, roles)
     run.attempts += 1
     created = client.create_flow_run_from_deployment(
         deployment_id, parameters=parameters, job_variables={"env": env}, tags=["jtbd", f"jtbd-batch-{batch}"],
@@ -456,7 +508,9 @@ def _follow(client: Any, runs: dict[str, _Run], summary: BatchSummary, resubmits
                                   "prefect worker start --pool NAME")
         if pending and deadline is not None and time.monotonic() > deadline:
             for run in pending.values():
-                summary.transcripts_failed.append((run.path, f"its run did not end within {wait_seconds:g} s"))
+                run.going = True
+                summary.transcripts_failed.append((run.path, f"its run did not end within {wait_seconds:g} s; it goes "
+                                                             "on, and the same command again follows it"))
                 progress.emit("transcript_done", run.path, ok=False)
             return
         if pending:

@@ -493,6 +493,7 @@ def print_summary(s: dict[str, Any], command: str = "jtbd code") -> None:
         ("skipped (not transcripts)", str(len(s.get("skipped", [])))),
         ("rejected quotes and job statements", str(s["rejected_quotes"])),
         *([("runs re-submitted after a crash", str(len(s["resubmitted"])))] if s.get("resubmitted") else []),
+        *([("runs followed from an earlier submission", str(len(s["followed"])))] if s.get("followed") else []),
         ("LLM calls", str(s["llm_calls"])),
         ("tokens prompt / completion", f"{s['prompt_tokens']} / {s['completion_tokens']}"),
         ("LLM seconds / wall seconds", f"{s['llm_seconds']} / {s['wall_seconds']}"),

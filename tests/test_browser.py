@@ -31,7 +31,7 @@ import pytest
 from conftest import ROOT, run_paths, server_settings
 
 CHROMIUM = "/usr/bin/chromium"
-INSTALL = "apt-get update && apt-get install -y chromium"
+INSTALL = "apt-get update && apt-get install -y chromium postgresql"  # postgresql: tests/test_scale_out.py
 EXAMPLE = ROOT / "examples" / "espresso_machine.txt"
 CASSETTE = "flow/espresso_machine.yaml"
 SHOTS = ROOT / "runs" / "screenshots" / "browser"
@@ -540,9 +540,9 @@ def test_a_hostile_transcript_shows_as_text_and_runs_nothing(visit):
     assert "49" not in turn.inner_text()
 
 
-def test_the_readme_test_command_installs_chromium_and_ci_runs_that_command():
-    """A fresh machine needs only the README's two commands: the second brings the browser these tests drive,
-    and .ci/run runs exactly it."""
+def test_the_readme_test_command_installs_chromium_and_postgresql_and_ci_runs_that_command():
+    """A fresh machine needs only the README's two commands: the second brings the browser these tests drive
+    (and the database server the scale-out test starts), and .ci/run runs exactly it."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     commands = re.findall(r"```sh\n(.*?)\n```", readme, re.S)
     test_command = next(c for c in commands if c.endswith(".venv/bin/pytest"))

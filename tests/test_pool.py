@@ -1,6 +1,7 @@
 """`jtbd deploy` and `jtbd code --pool` without servers: the options checked before anything is
-copied or submitted, what a run's parameters carry, and what `jtbd forget` removes of a pool run.
-The servers themselves are in tests/test_scale_out.py."""
+copied or submitted, what a run's parameters carry, and what `jtbd forget` removes of a pool run;
+with the session's Prefect test server alone (no worker), that a second submission follows the
+runs a stopped one left going. The other servers are in tests/test_scale_out.py."""
 
 from __future__ import annotations
 
@@ -220,3 +221,59 @@ def test_the_pool_benchmark_counts_the_model_servers_busy_time_once_when_request
     # two workers' requests: 0-2 and 1-3 overlap (3 s busy), 5-6 alone; a request inside another adds nothing
     assert benchmark._busy_seconds([(5, 6), (0, 2), (1, 3), (1.5, 2.5)]) == 4
     assert benchmark._busy_seconds([]) == 0
+
+
+def test_a_second_submission_follows_the_runs_a_stopped_one_left_going(prefect_harness, tmp_path):
+    # A real Prefect server (the session's harness), no worker: the runs stay Scheduled, as they do
+    # while the workers are busy. The submitting machine stops following (its deadline here, Ctrl-C or
+    # a lost laptop in life); the same command again must follow those runs, not code the files twice.
+    from prefect import get_client
+
+    from conftest import server_settings
+
+    folder = tmp_path / "interviews"
+    folder.mkdir()
+    for name in ("call-a", "call-b"):
+        (folder / f"{name}.txt").write_text(TRANSCRIPT.replace("Dana", name.title()))
+    name = f"follow-{tmp_path.name[-12:]}"
+    deployed = pool.deploy(name, crash_after=60)
+    settings = server_settings(tmp_path / "data")
+    paths = sorted(str(p) for p in folder.iterdir())
+
+    def submit(settings, out):
+        return pool.submit_batch([str(folder)], settings, str(tmp_path / out), name, poll_seconds=0.2,
+                                 wait_seconds=1)
+
+    def runs():
+        from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
+        with get_client(sync_client=True) as client:
+            return client.read_flow_runs(deployment_filter=DeploymentFilter(
+                id=DeploymentFilterId(any_=[deployed.deployment_id])))
+
+    first = submit(settings, "run-1")
+    assert [p for p, _ in first.transcripts_failed] == paths
+    assert all("it goes on, and the same command again follows it" in why for _, why in first.transcripts_failed)
+    submitted = {r.parameters["transcript_id"]: r.id for r in runs()}
+    assert sorted(submitted) == ["call-a", "call-b"]
+    for r in runs():  # its copies stay for the runs' workers
+        assert Path(r.parameters["input_path"]).read_text() == (folder / f"{r.parameters['transcript_id']}.txt").read_text()
+
+    again = submit(settings, "run-2")
+    assert sorted(again.followed) == paths and again.resubmitted == []
+    assert {r.parameters["transcript_id"]: r.id for r in runs()} == submitted  # no second run of either
+
+    # Other settings code the files differently: that is a new run, not the earlier one.
+    other = submit(server_settings(tmp_path / "data", chunk_tokens=900), "run-3")
+    assert other.followed == []
+    assert len(runs()) == 4
+
+    # A run whose copy is gone (forgotten meanwhile) cannot be followed: the file is submitted anew.
+    for r in runs():
+        if r.parameters["transcript_id"] == "call-a" and r.id == submitted["call-a"]:
+            Path(r.parameters["input_path"]).unlink()
+    last = submit(settings, "run-4")
+    assert last.followed == [str(folder / "call-b.txt")]
+    with get_client(sync_client=True) as client:
+        for r in runs():
+            client.delete_flow_run(r.id)
