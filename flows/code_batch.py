@@ -89,16 +89,28 @@ def retry_transient(_task: Any, _run: Any, state: Any) -> bool:
     return bool(getattr(exc, "transient", False)) or is_transient(exc)
 
 
-class ChunkFailed(Exception):
-    """A chunk that could not be coded, as one line. The model client's own error is never what
-    Prefect sees: an openai error carries its httpx request, with the API key and the prompt."""
+class TaskFailed(Exception):
+    """What a task raises in place of its own error: the error as one line (`problem`, which the
+    run's summary says), kept in this process. Prefect writes a failed task's exception into its
+    database as the state's message, where `jtbd forget` cannot reach it, and an error can quote a
+    participant (a malformed line of a transcript, a speaker's name, a stored code in a database
+    error) or, from the model client, carry the API key and the prompt. So what Prefect sees of it
+    names the kind of error only."""
 
-    def __init__(self, problem: str, transient: bool = False) -> None:
-        super().__init__(problem, transient)
-        self.problem, self.transient = problem, transient
+    def __init__(self, problem: str, transient: bool = False, kind: str = "error") -> None:
+        super().__init__(problem, transient, kind)
+        self.problem, self.transient, self.kind = problem, transient, kind
 
     def __str__(self) -> str:
-        return self.problem
+        return f"{self.kind} (what it says is in the run's summary, not here)"
+
+
+class ChunkFailed(TaskFailed):
+    """A chunk that could not be coded."""
+
+
+def _failed(exc: Exception, kind: type[TaskFailed] = TaskFailed) -> TaskFailed:
+    return kind(describe_error(exc), is_transient(exc), type(exc).__name__)
 
 
 class SuccessOnlySerializer(PickleSerializer):
@@ -116,8 +128,11 @@ class SuccessOnlySerializer(PickleSerializer):
 @task(name="parse-transcript", persist_result=False)  # a transcript is never persisted
 def parse_task(path: str, transcript_id: str, interviewers: list[str], interviewees: list[str],
                max_bytes: int) -> Transcript:
-    transcript = load_transcript(Path(path), interviewers=interviewers, interviewees=interviewees,
-                                 max_bytes=max_bytes)
+    try:
+        transcript = load_transcript(Path(path), interviewers=interviewers, interviewees=interviewees,
+                                     max_bytes=max_bytes)
+    except Exception as exc:
+        raise _failed(exc) from exc
     return transcript.model_copy(update={"id": transcript_id})
 
 
@@ -132,21 +147,24 @@ def code_chunk_task(job: pipeline.ChunkJob, settings: Settings, strategy: Strate
     try:
         result = pipeline.run_job(job, settings, strategy, provenance, notify=progress.emit)
     except Exception as exc:
-        raise ChunkFailed(describe_error(exc), is_transient(exc)) from exc
+        raise _failed(exc, ChunkFailed) from exc
     progress.emit("chunk_done", job.chunk.key)
     return result
 
 
 @task(name="store-transcript", persist_result=False)
 def store_task(coded: CodedTranscript, transcript: Transcript, settings: Settings, source: SourceFile) -> int:
-    contexts = [context_of(c, transcript) for c in coded.codes]
-    store = _store(settings, embed=True)
-    vectors = store.embed(coded.codes)  # the slow step, before either store is written
-    codes = [c.model_dump(mode="json") for c in coded.codes]
-    with ReviewStore.open(settings.review_db_url) as reviews, \
-            reviews.saving_coded(settings.study, transcript, source.path, codes):  # commits after Chroma's write
-        return store.replace_transcript(coded.transcript, coded.codes, contexts,
-                                        {"source_path": source.path, "source_sha256": source.sha256}, vectors)
+    try:
+        contexts = [context_of(c, transcript) for c in coded.codes]
+        store = _store(settings, embed=True)
+        vectors = store.embed(coded.codes)  # the slow step, before either store is written
+        codes = [c.model_dump(mode="json") for c in coded.codes]
+        with ReviewStore.open(settings.review_db_url) as reviews, \
+                reviews.saving_coded(settings.study, transcript, source.path, codes):  # commits after Chroma's write
+            return store.replace_transcript(coded.transcript, coded.codes, contexts,
+                                            {"source_path": source.path, "source_sha256": source.sha256}, vectors)
+    except Exception as exc:
+        raise _failed(exc) from exc
 
 
 def _store(settings: Settings, embed: bool) -> CodeStore:

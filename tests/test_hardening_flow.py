@@ -117,6 +117,31 @@ def test_a_failed_request_leaves_no_key_and_no_words_on_disk(prefect_harness, da
     assert not settings.results_path.exists() or list(settings.results_path.iterdir()) == []
 
 
+def test_prefect_s_database_holds_no_words_of_a_failed_transcript(prefect_harness, data_dir, tmp_path):
+    # A failed task's exception becomes its state's message in Prefect's database, out of forget's
+    # reach; a malformed line is quoted by the problem, so only the kind of error may go there.
+    from prefect import get_client
+    from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterStartTime
+
+    from jtbd.flows.code_batch import run_batch
+
+    words = "Priya Ramaswamy told me the old bank lost our savings"
+    bad = tmp_path / "call-09.vtt"
+    bad.write_text(words + "\n\n00:00:01.000 --> 00:00:04.000\n<v Ana>It was.\n", encoding="utf-8")
+    import datetime
+
+    started = datetime.datetime.now(datetime.timezone.utc)
+    summary = run_batch([str(bad)], server_settings(data_dir), str(tmp_path / "run"))
+    [(path, problem)] = summary.transcripts_failed
+    assert path == str(bad) and "line 1" in problem and "Priya Ramaswamy" in problem  # said to the researcher
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(task_run_filter=TaskRunFilter(
+            start_time=TaskRunFilterStartTime(after_=started)), limit=200)
+        messages = [s.message or "" for run in runs for s in client.read_task_run_states(run.id)]
+    assert any("TranscriptError" in m for m in messages)  # the failed parse is there, as a kind of error
+    assert not [m for m in messages if "Priya" in m or "savings" in m]
+
+
 # --- 2. forget finds everything that holds a transcript's words --------------------------------
 
 @pytest.fixture()
