@@ -326,7 +326,8 @@ class Forgotten:
 def forget_results(results_path: Path, transcript_ids: set[str]) -> Forgotten:
     """Delete what the result folder holds of these transcripts: their cached chunk results (the
     model's ratings and codes, quotes included), found by the chunk key "<transcript id>#<chunk>",
-    also in records this version cannot unpickle. Failure records, which earlier versions wrote
+    also in records this version cannot unpickle, and a --pool run's failure record of them (its one-line
+    problem, which can quote the transcript). Failure records, which earlier versions wrote
     as pickled exceptions holding a request (any transcript's words, and the API key), are deleted
     whoever they belong to: nothing reads them."""
     gone = Forgotten()
@@ -335,7 +336,9 @@ def forget_results(results_path: Path, transcript_ids: set[str]) -> Forgotten:
         if not path.is_file():
             continue
         if not path.name.startswith("jtbd-chunk-"):
-            report = _report_owner(path.read_bytes())  # a --pool run's coded transcript (flows/pool.py)
+            # a --pool run's problem (a JSON record) or coded transcript (a result record), for its
+            # submitter (flows/pool.py); anything else is an earlier version's failure record
+            report = _failure_owner(path) if path.name.startswith("jtbd-failed-") else _report_owner(path.read_bytes())
             if report is None:
                 path.unlink()
                 gone.failures.append(str(path))
@@ -360,6 +363,14 @@ def _chunk_owner(record: bytes, transcript_ids: set[str]) -> str | None:
     except Exception:  # written by another version: look for the chunk key in the pickle's bytes
         raw = _decoded(record)
         return next((t for t in sorted(transcript_ids) if (t + "#").encode() in raw), None)
+
+
+def _failure_owner(path: Path) -> str | None:
+    """The transcript id of a --pool run's failure record, else None."""
+    try:
+        return str(json.loads(path.read_text(encoding="utf-8"))["transcript_id"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _report_owner(record: bytes) -> str | None:

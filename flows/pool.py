@@ -70,11 +70,21 @@ class PoolError(RuntimeError):
 
 
 class TranscriptFailed(Exception):
-    """A transcript that could not be coded, as one line: the run's Failed state says it."""
+    """A transcript that could not be coded, as one line (`problem`). The line can quote the
+    transcript (a malformed line, a speaker's name), so the run's Failed state, which the Prefect
+    server keeps in its database, does not say it: the run writes it to the shared results folder
+    (FAILED_RECORD), where the submitting machine reads and deletes it (and `jtbd forget` deletes
+    any left unread)."""
 
     def __init__(self, problem: str) -> None:
         super().__init__(problem)
-        self.problem = problem
+        self.problem, self.recorded = problem, False
+
+    def __str__(self) -> str:  # the state says it only when no record could be written
+        return "its problem is in the data folder's results, for jtbd code --pool" if self.recorded else self.problem
+
+
+FAILED_RECORD = "jtbd-failed-{}.json"  # in the results folder: {"transcript_id", "problem"} of a failed run
 
 
 @dataclass
@@ -97,7 +107,32 @@ def code_transcript(transcript_id: str, source_path: str, source_sha256: str, in
                     settings: Settings, interviewers: list[str], interviewees: list[str]) -> TranscriptReport:
     """Code one transcript from its copy under the shared data folder: parse, code its chunks
     (cached in the shared results folder), decide, store in the shared Chroma and review database."""
-    _check_result_storage(settings)
+    try:
+        _check_result_storage(settings)
+        return _code_transcript(transcript_id, source_path, source_sha256, input_path, settings, interviewers,
+                                interviewees)
+    except TranscriptFailed as failed:
+        failed.recorded = _write_failure(settings, transcript_id, failed.problem)
+        raise
+
+
+def _write_failure(settings: Settings, transcript_id: str, problem: str) -> bool:
+    """The failed run's problem in the shared results folder (FAILED_RECORD); False if it cannot be written."""
+    from prefect.runtime import flow_run
+
+    try:
+        settings.results_path.mkdir(parents=True, exist_ok=True)
+        path = settings.results_path / FAILED_RECORD.format(flow_run.id)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # the problem can quote the transcript
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump({"transcript_id": transcript_id, "problem": problem}, f)
+    except OSError:
+        return False
+    return True
+
+
+def _code_transcript(transcript_id: str, source_path: str, source_sha256: str, input_path: str,
+                     settings: Settings, interviewers: list[str], interviewees: list[str]) -> TranscriptReport:
     strategy = load_strategy(settings.strategy, settings.prompts_dir)
     decide_with = pipeline.decision_for(strategy, settings)  # as code_batch decides: the same codes
     provenance = Provenance(prompt_version=strategy.version, schema_version=schema_version(),
@@ -500,7 +535,7 @@ def _follow(client: Any, runs: dict[str, _Run], summary: BatchSummary, resubmits
                 resubmit(run)
                 pending[run.run_id] = run
             else:
-                _ended(run, state, summary)
+                _ended(run, state, summary, settings)
         if not waiting_said and pending and time.monotonic() - started > 30 and all(
                 (r.state is None or r.state.is_scheduled()) for r in flow_runs):
             waiting_said = True
@@ -532,7 +567,7 @@ def _advance(run: _Run, cached: set[str]) -> None:
             progress.emit("chunk_done", key)
 
 
-def _ended(run: _Run, state: Any, summary: BatchSummary) -> None:
+def _ended(run: _Run, state: Any, summary: BatchSummary, settings: Settings) -> None:
     if state.is_completed():
         try:
             run.report = _read_report(state)
@@ -544,12 +579,25 @@ def _ended(run: _Run, state: Any, summary: BatchSummary) -> None:
         summary.transcripts_ok.append(run.path)
         progress.emit("transcript_done", run.path, ok=True)
         return
-    problem = (state.message or state.name or "failed").strip()
-    problem = problem.split("TranscriptFailed: ", 1)[-1]  # "Flow run encountered an exception: TranscriptFailed: ..."
+    problem = _failure(settings, run.run_id)
+    if problem is None:  # a run without a record: its state says it (a run of an earlier version, a crash)
+        problem = (state.message or state.name or "failed").strip()
+        problem = problem.split("TranscriptFailed: ", 1)[-1]  # "Flow run encountered an exception: TranscriptFailed: ..."
     if state.is_crashed():
         problem = f"its run crashed {run.attempts} times (last: {problem})"
     summary.transcripts_failed.append((run.path, problem))
     progress.emit("transcript_done", run.path, ok=False)
+
+
+def _failure(settings: Settings, run_id: Any) -> str | None:
+    """A failed run's one-line problem from its record in the shared results folder, deleted once read."""
+    path = settings.results_path / FAILED_RECORD.format(run_id)
+    try:
+        problem = str(json.loads(path.read_text(encoding="utf-8"))["problem"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    path.unlink(missing_ok=True)
+    return problem
 
 
 def _read_report(state: Any) -> TranscriptReport:

@@ -5,6 +5,7 @@ runs a stopped one left going. The other servers are in tests/test_scale_out.py.
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from pathlib import Path
@@ -138,11 +139,15 @@ def test_forget_removes_a_transcripts_copies_and_unread_run_results_only(run, tm
         copy = pool.inputs_folder(data, tid) / "batch1" / f"{tid}.txt"
         copy.parent.mkdir(parents=True)
         copy.write_text(TRANSCRIPT)
+        (data / "results" / pool.FAILED_RECORD.format(tid)).write_text(
+            json.dumps({"transcript_id": tid, "problem": "malformed WebVTT: line 1: ... got 'their words'"}))
     status, said, _ = run("forget", "call-a", "--data-dir", str(data))
     assert status == 0
-    assert "call-a: 1 unread pool run result removed" in said and "call-a: 1 file copied for pool workers removed" in said
+    assert "call-a: 2 unread pool run results removed" in said and "call-a: 1 file copied for pool workers removed" in said
     assert not mine.exists() and not pool.inputs_folder(data, "call-a").exists()
+    assert not (data / "results" / pool.FAILED_RECORD.format("call-a")).exists()
     assert theirs.exists() and (pool.inputs_folder(data, "call-b") / "batch1" / "call-b.txt").exists()
+    assert (data / "results" / pool.FAILED_RECORD.format("call-b")).exists()  # another's run may still read it
 
 
 def test_inputs_folders_are_per_transcript_and_hide_the_id():
@@ -210,6 +215,44 @@ def test_crashed_runs_are_submitted_again_up_to_the_limit_then_fail_in_one_line(
         ("/x/call-b.txt", "its run crashed 3 times (last: no heartbeat for 60 s)"),
         ("/x/call-c.txt", "the model server answered 500 four times")]
     assert ("run_resubmitted", ("/x/call-a.txt",), {"attempt": 2, "reason": "no heartbeat for 60 s"}) in events
+
+
+def test_a_failed_runs_problem_travels_in_the_results_folder_not_in_prefect_s_database(prefect_harness, tmp_path):
+    # The worker's flow, run here against the session's real Prefect test server, on a file whose
+    # malformed first line the problem quotes: the server keeps the run's state, so the words must
+    # not be in it; the submitting machine reads them from the shared results folder, then deletes them.
+    from prefect import get_client
+
+    from conftest import server_settings
+    from jtbd.coding import progress
+    from jtbd.flows.code_batch import BatchSummary
+
+    settings = server_settings(tmp_path / "data")
+    words = "Priya Ramaswamy told me the old bank lost our savings"
+    bad = tmp_path / "call-09.vtt"
+    bad.write_text(words + "\n\n00:00:01.000 --> 00:00:04.000\n<v Ana>It was.\n", encoding="utf-8")
+    with temporary_settings(updates={PREFECT_LOCAL_STORAGE_PATH: str(settings.results_path)}):
+        state = pool.code_transcript(transcript_id="call-09", source_path=str(bad), source_sha256="0" * 64,
+                                     input_path=str(bad), settings=settings, interviewers=[], interviewees=[],
+                                     return_state=True)
+    assert state.is_failed()
+    run_id = state.state_details.flow_run_id
+    with get_client(sync_client=True) as client:
+        messages = [s.message or "" for s in client.read_flow_run_states(run_id)]
+    assert any("TranscriptFailed" in m for m in messages) and not [m for m in messages if "Priya" in m]
+    record = settings.results_path / pool.FAILED_RECORD.format(run_id)
+    assert record.stat().st_mode & 0o077 == 0  # the owner's only
+
+    run = _pending("call-09", run_id, tmp_path)
+    summary = BatchSummary()
+    stop = progress.listen(lambda *a, **k: None)
+    try:
+        pool._ended(run, state, summary, settings)
+    finally:
+        stop()
+    [(_, problem)] = summary.transcripts_failed
+    assert "line 1" in problem and words in problem  # the researcher is told what is wrong
+    assert not record.exists()
 
 
 def test_the_pool_benchmark_counts_the_model_servers_busy_time_once_when_requests_overlap():
