@@ -338,7 +338,10 @@ def forget_results(results_path: Path, transcript_ids: set[str]) -> Forgotten:
         if not path.name.startswith("jtbd-chunk-"):
             # a --pool run's problem (a JSON record) or coded transcript (a result record), for its
             # submitter (flows/pool.py); anything else is an earlier version's failure record
-            report = _failure_owner(path) if path.name.startswith("jtbd-failed-") else _report_owner(path.read_bytes())
+            if path.name.startswith(FAILED_RECORD.split("{")[0]):
+                report = (failure_record(path) or {}).get("transcript_id")
+            else:
+                report = _report_owner(path.read_bytes())
             if report is None:
                 path.unlink()
                 gone.failures.append(str(path))
@@ -365,10 +368,15 @@ def _chunk_owner(record: bytes, transcript_ids: set[str]) -> str | None:
         return next((t for t in sorted(transcript_ids) if (t + "#").encode() in raw), None)
 
 
-def _failure_owner(path: Path) -> str | None:
-    """The transcript id of a --pool run's failure record, else None."""
+FAILED_RECORD = "jtbd-failed-{}.json"  # a failed --pool run's problem, by its run id (flows/pool.py)
+
+
+def failure_record(path: Path) -> dict[str, str] | None:
+    """A failed --pool run's record in the results folder: its transcript id and one-line problem;
+    None when it cannot be read."""
     try:
-        return str(json.loads(path.read_text(encoding="utf-8"))["transcript_id"])
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return {"transcript_id": str(data["transcript_id"]), "problem": str(data["problem"])}
     except (OSError, ValueError, KeyError, TypeError):
         return None
 

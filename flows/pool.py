@@ -45,8 +45,8 @@ from jtbd.coding.outputs import write_run
 from jtbd.coding.parse import load_transcript, speaker_roles
 from jtbd.coding.retry import describe_error
 from jtbd.coding.reviews import ReviewStore
-from jtbd.flows.code_batch import (RETRY_DELAYS, BatchSummary, SuccessOnlySerializer, _fill_meter, _finish,
-                                   _sources, _store, code_chunk_task, parse_task)
+from jtbd.flows.code_batch import (FAILED_RECORD, RETRY_DELAYS, BatchSummary, SuccessOnlySerializer, _fill_meter,
+                                   _finish, _sources, _store, code_chunk_task, failure_record, parse_task)
 from jtbd.prompts import load_strategy
 from jtbd.schemas.codebook import KINDS, CodedTranscript, Provenance, schema_version
 from jtbd.schemas.transcript import Transcript
@@ -83,8 +83,6 @@ class TranscriptFailed(Exception):
     def __str__(self) -> str:  # the state says it only when no record could be written
         return "its problem is in the data folder's results, for jtbd code --pool" if self.recorded else self.problem
 
-
-FAILED_RECORD = "jtbd-failed-{}.json"  # in the results folder: {"transcript_id", "problem"} of a failed run
 
 
 @dataclass
@@ -592,12 +590,10 @@ def _ended(run: _Run, state: Any, summary: BatchSummary, settings: Settings) -> 
 def _failure(settings: Settings, run_id: Any) -> str | None:
     """A failed run's one-line problem from its record in the shared results folder, deleted once read."""
     path = settings.results_path / FAILED_RECORD.format(run_id)
-    try:
-        problem = str(json.loads(path.read_text(encoding="utf-8"))["problem"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    path.unlink(missing_ok=True)
-    return problem
+    record = failure_record(path)
+    if record is not None:
+        path.unlink(missing_ok=True)
+    return record and record["problem"]
 
 
 def _read_report(state: Any) -> TranscriptReport:
